@@ -1,0 +1,116 @@
+//! The claim flow: one transaction that locks the user's goal row, checks completion and
+//! prerequisites, grants the reward over HTTP within the claim budget, and marks the row claimed.
+//! A concurrent claim of the same row waits on the lock and then sees `claimed` (409).
+
+use chrono::{NaiveDateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use tokio::time::Instant;
+
+use super::AppState;
+use super::error::ApiError;
+use super::view::{RewardView, timestamp};
+use crate::auth::Caller;
+use crate::challenges::Goal;
+use crate::db::Status;
+
+/// The successful claim's body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimResponse<'a> {
+    /// The claimed goal.
+    pub goal_id: &'a str,
+    /// Always `claimed`.
+    pub status: Status,
+    /// What was granted.
+    pub reward: RewardView<'a>,
+    /// When (RFC 3339 UTC).
+    pub claimed_at: String,
+}
+
+/// Looks the goal up, insisting it belongs to the named challenge.
+pub fn find_goal<'a>(state: &'a AppState, challenge_id: &str, goal_id: &str) -> Result<&'a Goal, ApiError> {
+    if state.config.challenge(challenge_id).is_none() {
+        return Err(ApiError::NotFound(format!("challenge '{challenge_id}' not found")));
+    }
+    match state.config.goal(goal_id) {
+        Some(goal) if goal.challenge_id == challenge_id => Ok(goal),
+        _ => Err(ApiError::NotFound(format!("goal '{goal_id}' not found in challenge '{challenge_id}'"))),
+    }
+}
+
+/// Claims `goal` for `caller`.
+pub async fn claim<'a>(state: &'a AppState, caller: &Caller, goal: &'a Goal) -> Result<ClaimResponse<'a>, ApiError> {
+    let deadline = Instant::now() + state.claim_budget;
+    let mut tx = state.pool.begin().await?;
+    let row = sqlx::query("SELECT status FROM user_goal_progress WHERE user_id = $1 AND goal_id = $2 FOR UPDATE")
+        .bind(&caller.user_id)
+        .bind(&goal.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let status = match row {
+        None => Status::NotStarted,
+        Some(row) => Status::parse(row.try_get::<&str, _>("status")?).unwrap_or(Status::NotStarted),
+    };
+    match status {
+        Status::Claimed => return Err(ApiError::AlreadyClaimed(format!("goal '{}' is already claimed", goal.id))),
+        Status::Completed => {}
+        Status::NotStarted | Status::InProgress => {
+            return Err(ApiError::FailedPrecondition(format!("goal '{}' is not completed", goal.id)));
+        }
+    }
+    check_prerequisites(&mut tx, caller, goal).await?;
+
+    state.rewards.grant(&caller.namespace, &caller.user_id, &goal.reward, deadline).await?;
+
+    let claimed_at: NaiveDateTime = Utc::now().naive_utc();
+    let updated = sqlx::query(
+        "UPDATE user_goal_progress SET status = 'claimed', claimed_at = $3, updated_at = $3 \
+         WHERE user_id = $1 AND goal_id = $2 AND status = 'completed'",
+    )
+    .bind(&caller.user_id)
+    .bind(&goal.id)
+    .bind(claimed_at)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != 1 {
+        // The row lock makes this unreachable; refuse rather than report a claim that didn't happen.
+        return Err(ApiError::Internal(anyhow::anyhow!("claim update matched {} rows", updated.rows_affected())));
+    }
+    tx.commit().await?;
+    Ok(ClaimResponse {
+        goal_id: &goal.id,
+        status: Status::Claimed,
+        reward: (&goal.reward).into(),
+        claimed_at: timestamp(Some(claimed_at)),
+    })
+}
+
+async fn check_prerequisites(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    caller: &Caller,
+    goal: &Goal,
+) -> Result<(), ApiError> {
+    if goal.prerequisites.is_empty() {
+        return Ok(());
+    }
+    let done: Vec<String> = sqlx::query_scalar(
+        "SELECT goal_id FROM user_goal_progress \
+         WHERE user_id = $1 AND goal_id = ANY($2) AND status IN ('completed', 'claimed')",
+    )
+    .bind(&caller.user_id)
+    .bind(&goal.prerequisites)
+    .fetch_all(&mut **tx)
+    .await?;
+    let missing: Vec<&str> =
+        goal.prerequisites.iter().filter(|p| !done.contains(p)).map(String::as_str).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::FailedPrecondition(format!(
+            "prerequisites of goal '{}' not met: {}",
+            goal.id,
+            missing.join(", ")
+        )))
+    }
+}

@@ -1,0 +1,33 @@
+//! The challenge service: REST API on `--port`, `/metrics` on `--admin-port`.
+//!
+//! Run with:
+//! `cargo run -p sut --bin challenge-service -- --database-url postgres://… --jwt-secret s3cret`
+
+use clap::Parser;
+use sut::services::challenge::{ChallengeService, ChallengeServiceSettings};
+use tokio_util::sync::CancellationToken;
+
+/// The challenge service of the system under test (REST, SPEC §3).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    settings: ChallengeServiceSettings,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sut::init_tracing();
+    let cli = Cli::parse();
+    let service = ChallengeService::build(&cli.settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            sut::shutdown::signal().await;
+            shutdown.cancel();
+        }
+    });
+    service.run(shutdown).await?;
+    Ok(())
+}

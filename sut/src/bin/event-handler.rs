@@ -1,0 +1,32 @@
+//! The event handler: the platform's `OnMessage` gRPC services on `--grpc-port`, `/metrics` on
+//! `--admin-port`, flushing its buffer to PostgreSQL every `--flush-interval`.
+//!
+//! Run with: `cargo run -p sut --bin event-handler -- --database-url postgres://…`
+
+use clap::Parser;
+use sut::services::event_handler::{EventHandler, EventHandlerSettings};
+use tokio_util::sync::CancellationToken;
+
+/// The event handler of the system under test (gRPC, SPEC §5).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    settings: EventHandlerSettings,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sut::init_tracing();
+    let cli = Cli::parse();
+    let handler = EventHandler::build(&cli.settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            sut::shutdown::signal().await;
+            shutdown.cancel();
+        }
+    });
+    handler.run(shutdown).await
+}

@@ -1,0 +1,174 @@
+//! The challenge configuration: challenges, their goals, and the indexes the services need.
+//!
+//! The configuration is loaded once at start-up ([`load`]) and shared read-only. Loading parses
+//! JSON or YAML into loose records first, then validates them into the typed model here, so a bad
+//! file is reported with its file name, challenge, goal and field rather than a serde position.
+
+mod fixture;
+mod load;
+
+pub use fixture::{FixtureShape, STAT_CODES, generate_challenges, generate_users};
+pub use load::{ConfigError, load, parse};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// How a goal's progress follows the events that match it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GoalType {
+    /// Progress is the stat's latest value.
+    Absolute,
+    /// Progress counts matching events (or sums a stat event's `inc`).
+    Increment,
+    /// Completed by the first matching event of a UTC day.
+    Daily,
+}
+
+/// Which event stream feeds a goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSource {
+    /// `UserLoggedIn` events.
+    Login,
+    /// `StatItemUpdated` events whose stat code equals the goal's.
+    Statistic,
+}
+
+/// The kind of reward a goal grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RewardType {
+    /// An entitlement (item) granted through the platform's entitlement API.
+    Item,
+    /// Virtual currency credited to a wallet.
+    Wallet,
+}
+
+/// What claiming a goal grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reward {
+    /// ITEM or WALLET.
+    pub reward_type: RewardType,
+    /// The item id, or the wallet's currency code.
+    pub reward_id: String,
+    /// How many items, or how much currency.
+    pub quantity: i32,
+}
+
+/// One goal of a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Goal {
+    /// Unique across the whole configuration.
+    pub id: String,
+    /// The challenge this goal belongs to.
+    pub challenge_id: String,
+    /// Display name.
+    pub name: String,
+    /// Display text.
+    pub description: String,
+    /// How progress follows events.
+    pub goal_type: GoalType,
+    /// For `increment` goals: count at most once per UTC day.
+    pub daily: bool,
+    /// Which event stream feeds it.
+    pub event_source: EventSource,
+    /// The stat code of the requirement.
+    pub stat_code: String,
+    /// Always `>=` (validated).
+    pub operator: String,
+    /// Progress needed to complete, > 0.
+    pub target_value: i32,
+    /// What claiming grants.
+    pub reward: Reward,
+    /// Goal ids that must be completed or claimed before this one can be claimed.
+    pub prerequisites: Vec<String>,
+}
+
+/// One challenge and its goals, in configuration order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// Unique challenge id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Display text.
+    pub description: String,
+    /// Goals in configuration order.
+    pub goals: Vec<Goal>,
+}
+
+/// A validated configuration with lookup indexes, shared by every request and event.
+#[derive(Debug, Clone)]
+pub struct ChallengeConfig {
+    challenges: Vec<Challenge>,
+    goal_index: HashMap<String, (usize, usize)>,
+    stat_goals: HashMap<String, Vec<GoalRef>>,
+    login_goals: Vec<GoalRef>,
+}
+
+/// A shared handle on a goal with its dense index (0..goal_count), for per-goal bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoalRef {
+    /// Position in configuration order across all challenges.
+    pub index: u32,
+    /// The goal.
+    pub goal: Arc<Goal>,
+}
+
+impl ChallengeConfig {
+    /// Builds the indexes. Callers pass challenges that [`load`] validated (ids unique).
+    fn new(challenges: Vec<Challenge>) -> Self {
+        let mut goal_index = HashMap::new();
+        let mut stat_goals: HashMap<String, Vec<GoalRef>> = HashMap::new();
+        let mut login_goals = Vec::new();
+        for (ci, challenge) in challenges.iter().enumerate() {
+            for (gi, goal) in challenge.goals.iter().enumerate() {
+                let index = u32::try_from(goal_index.len()).expect("fewer than 4 billion goals");
+                goal_index.insert(goal.id.clone(), (ci, gi));
+                let shared = GoalRef { index, goal: Arc::new(goal.clone()) };
+                match goal.event_source {
+                    EventSource::Login => login_goals.push(shared),
+                    EventSource::Statistic => {
+                        stat_goals.entry(goal.stat_code.clone()).or_default().push(shared)
+                    }
+                }
+            }
+        }
+        Self { challenges, goal_index, stat_goals, login_goals }
+    }
+
+    /// Every challenge, in configuration order.
+    pub fn challenges(&self) -> &[Challenge] {
+        &self.challenges
+    }
+
+    /// The goal with this id, if configured.
+    pub fn goal(&self, goal_id: &str) -> Option<&Goal> {
+        self.goal_index
+            .get(goal_id)
+            .map(|&(ci, gi)| &self.challenges[ci].goals[gi])
+    }
+
+    /// The challenge with this id, if configured.
+    pub fn challenge(&self, challenge_id: &str) -> Option<&Challenge> {
+        self.challenges.iter().find(|c| c.id == challenge_id)
+    }
+
+    /// Goals fed by stat events with this stat code.
+    pub fn goals_for_stat(&self, stat_code: &str) -> &[GoalRef] {
+        self.stat_goals.get(stat_code).map_or(&[], Vec::as_slice)
+    }
+
+    /// Goals fed by login events.
+    pub fn login_goals(&self) -> &[GoalRef] {
+        &self.login_goals
+    }
+
+    /// How many goals are configured in all.
+    pub fn goal_count(&self) -> usize {
+        self.goal_index.len()
+    }
+}

@@ -1,0 +1,169 @@
+//! Where buffered progress is written: the narrow interface the flusher depends on, and its
+//! PostgreSQL implementation for the per-goal `user_goal_progress` layout.
+//!
+//! The layout writes one row per (user, goal), about 100 rows per stat event with the reference
+//! configuration. Another layout only needs to implement [`ProgressStore`].
+
+use std::future::Future;
+
+use chrono::NaiveDateTime;
+use sqlx::PgPool;
+
+use super::buffer::Entry;
+use super::update::Update;
+use crate::db::ProgressRow;
+
+/// Why a batch was not (wholly) written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable; the batch is intact and should be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other failure; the batch is intact (the write is one statement) and may be retried.
+    #[error("write failed: {0}")]
+    Failed(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Failed(error) }
+    }
+}
+
+/// The storage the event handler needs: apply a coalesced batch; read a user's progress.
+pub trait ProgressStore: Send + Sync + 'static {
+    /// Applies `batch` atomically: all of it or none of it.
+    fn apply(&self, batch: &[Entry]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every stored row of `user_id`.
+    fn user_progress(&self, user_id: &str) -> impl Future<Output = Result<Vec<ProgressRow>, StoreError>> + Send;
+}
+
+/// The per-goal row layout in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgProgressStore {
+    pool: PgPool,
+}
+
+impl PgProgressStore {
+    /// A store on `pool`.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// One `MERGE` per batch: the batch travels as parallel arrays (10 parameters whatever its size),
+/// and the semantics of [`Update`] are evaluated against each row's stored state.
+///
+/// `kind`: 0 absolute (`amount` = value), 1 increment (`amount` = delta), 2 daily, 3 daily
+/// increment (`days` = comma-separated distinct days; counts those after the row's last update).
+/// Claimed rows match but are not updated.
+const MERGE_BATCH: &str = r"
+MERGE INTO user_goal_progress AS t
+USING (
+    SELECT u.*,
+           CASE u.kind WHEN 3 THEN string_to_array(u.days, ',')::date[] END AS day_list
+    FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::int2[],
+                $6::int8[], $7::bool[], $8::int4[], $9::text[], $10::timestamp[])
+         AS u(user_id, goal_id, challenge_id, namespace, kind, amount, reached, target, days, event_at)
+) AS s
+ON t.user_id = s.user_id AND t.goal_id = s.goal_id
+WHEN MATCHED AND t.status <> 'claimed' THEN UPDATE SET
+    progress = n.progress,
+    status = CASE WHEN n.completed THEN 'completed'
+                  WHEN n.progress > 0 THEN 'in_progress'
+                  ELSE 'not_started' END,
+    completed_at = COALESCE(t.completed_at, CASE WHEN n.completed THEN s.event_at END),
+    updated_at = GREATEST(t.updated_at, s.event_at)
+WHEN NOT MATCHED THEN INSERT
+    (user_id, goal_id, challenge_id, namespace, progress, status, completed_at, created_at, updated_at)
+    VALUES (s.user_id, s.goal_id, s.challenge_id, s.namespace, LEAST(s.amount, 2147483647)::int4,
+            CASE WHEN s.reached OR s.kind = 2 OR s.amount >= s.target THEN 'completed'
+                 WHEN s.amount > 0 THEN 'in_progress'
+                 ELSE 'not_started' END,
+            CASE WHEN s.reached OR s.kind = 2 OR s.amount >= s.target THEN s.event_at END,
+            s.event_at, s.event_at)
+";
+
+/// The MERGE's `n.progress` / `n.completed`, spelled out (MERGE has no per-row variables).
+static MERGE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(merge_sql);
+
+fn merge_sql() -> String {
+    let progress = "LEAST(CASE s.kind \
+            WHEN 0 THEN s.amount \
+            WHEN 1 THEN t.progress + s.amount \
+            WHEN 2 THEN 1 \
+            ELSE t.progress + (SELECT count(*) FROM unnest(s.day_list) AS d WHERE d > t.updated_at::date) \
+        END, 2147483647)::int4";
+    let completed = format!("(t.status = 'completed' OR s.reached OR s.kind = 2 OR {progress} >= s.target)");
+    MERGE_BATCH.replace("n.progress", progress).replace("n.completed", &completed)
+}
+
+/// Column arrays for [`MERGE_BATCH`].
+#[derive(Default)]
+struct Columns {
+    user_id: Vec<String>,
+    goal_id: Vec<String>,
+    challenge_id: Vec<String>,
+    namespace: Vec<String>,
+    kind: Vec<i16>,
+    amount: Vec<i64>,
+    reached: Vec<bool>,
+    target: Vec<i32>,
+    days: Vec<String>,
+    event_at: Vec<NaiveDateTime>,
+}
+
+impl Columns {
+    fn from_batch(batch: &[Entry]) -> Self {
+        let mut c = Columns::default();
+        for entry in batch {
+            let (kind, amount, reached, days) = match &entry.update {
+                Update::Absolute { value, reached } => (0, i64::from(*value), *reached, String::new()),
+                Update::Increment { delta } => (1, *delta, false, String::new()),
+                Update::Daily => (2, 1, true, String::new()),
+                Update::DailyIncrement { days } => {
+                    let list: Vec<String> = days.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect();
+                    (3, i64::try_from(days.len()).unwrap_or(i64::MAX), false, list.join(","))
+                }
+            };
+            c.user_id.push(entry.user_id.to_string());
+            c.goal_id.push(entry.goal.goal.id.clone());
+            c.challenge_id.push(entry.goal.goal.challenge_id.clone());
+            c.namespace.push(entry.namespace.to_string());
+            c.kind.push(kind);
+            c.amount.push(amount);
+            c.reached.push(reached);
+            c.target.push(entry.goal.goal.target_value);
+            c.days.push(days);
+            c.event_at.push(entry.last_event_at);
+        }
+        c
+    }
+}
+
+impl ProgressStore for PgProgressStore {
+    async fn apply(&self, batch: &[Entry]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let c = Columns::from_batch(batch);
+        sqlx::query(MERGE_SQL.as_str())
+            .bind(c.user_id)
+            .bind(c.goal_id)
+            .bind(c.challenge_id)
+            .bind(c.namespace)
+            .bind(c.kind)
+            .bind(c.amount)
+            .bind(c.reached)
+            .bind(c.target)
+            .bind(c.days)
+            .bind(c.event_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn user_progress(&self, user_id: &str) -> Result<Vec<ProgressRow>, StoreError> {
+        Ok(crate::db::user_progress(&self.pool, user_id).await?)
+    }
+}

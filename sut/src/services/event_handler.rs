@@ -1,0 +1,183 @@
+//! The event handler as an application: tonic gRPC (both `OnMessage` services) on one port,
+//! `/metrics` on an admin port, and the background flusher.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use prometheus::Registry;
+use proto::account::user_authentication_user_logged_in_service_server::UserAuthenticationUserLoggedInServiceServer;
+use proto::statistic::statistic_stat_item_updated_service_server::StatisticStatItemUpdatedServiceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::challenges::{self, ChallengeConfig};
+use crate::db::{self, DbSettings};
+use crate::duration::clap_parser as duration;
+use crate::events::buffer::EventBuffer;
+use crate::events::flusher::{self, FlushMetrics, FlushSettings};
+use crate::events::grpc::{EventMetrics, EventService};
+use crate::events::store::PgProgressStore;
+use crate::metrics::{PoolGauges, admin_router};
+
+/// `event-handler` settings (flags, or the environment variables shown).
+#[derive(Debug, Clone, Args)]
+pub struct EventHandlerSettings {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Challenge configuration file (JSON, or YAML by extension).
+    #[arg(long, env = "CHALLENGES_CONFIG", default_value = "fixtures/challenges.json")]
+    pub challenges_config: PathBuf,
+    /// Events for other namespaces are acknowledged and skipped.
+    #[arg(long, env = "NAMESPACE", default_value = "test")]
+    pub namespace: String,
+    /// Time between buffer flushes.
+    #[arg(long, env = "FLUSH_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub flush_interval: Duration,
+    /// Maximum buffered (user, goal) entries; beyond it calls wait, then get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "BUFFER_LIMIT", default_value_t = 100_000)]
+    pub buffer_limit: usize,
+    /// How long a call waits for a flush to free buffer space.
+    #[arg(long, env = "BUFFER_FULL_WAIT", default_value = "1s", value_parser = duration)]
+    pub buffer_full_wait: Duration,
+    /// Rows per write statement of a flush.
+    #[arg(long, env = "FLUSH_CHUNK_ROWS", default_value_t = 5_000)]
+    pub flush_chunk_rows: usize,
+    /// How long shutdown keeps retrying the final flush.
+    #[arg(long, env = "SHUTDOWN_FLUSH_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub shutdown_flush_timeout: Duration,
+    /// Database pool size.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 50)]
+    pub pool_size: u32,
+    /// How long a write waits for a database connection.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = duration)]
+    pub db_acquire_timeout: Duration,
+    /// How long start-up waits for the database to apply migrations.
+    #[arg(long, env = "DB_STARTUP_WAIT", default_value = "30s", value_parser = duration)]
+    pub db_startup_wait: Duration,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// gRPC port (0 picks a free one).
+    #[arg(long, env = "GRPC_PORT", default_value_t = 6565)]
+    pub grpc_port: u16,
+    /// Admin port serving /metrics (0 picks a free one).
+    #[arg(long, env = "ADMIN_PORT", default_value_t = 8082)]
+    pub admin_port: u16,
+}
+
+/// A bound, migrated, ready-to-run event handler.
+#[derive(Debug)]
+pub struct EventHandler {
+    grpc: TcpListener,
+    admin: TcpListener,
+    admin_router: axum::Router,
+    service: EventService,
+    buffer: Arc<EventBuffer>,
+    store: Arc<PgProgressStore>,
+    flush: FlushSettings,
+    flush_metrics: FlushMetrics,
+    /// The handler's pool.
+    pub pool: sqlx::PgPool,
+}
+
+impl EventHandler {
+    /// Loads the configuration, connects, migrates and binds both ports.
+    pub async fn build(settings: &EventHandlerSettings) -> anyhow::Result<Self> {
+        let config = challenges::load(&settings.challenges_config)?;
+        Self::build_with_config(settings, Arc::new(config)).await
+    }
+
+    /// As [`build`](Self::build), with an already loaded configuration.
+    pub async fn build_with_config(settings: &EventHandlerSettings, config: Arc<ChallengeConfig>) -> anyhow::Result<Self> {
+        let pool = db::lazy_pool(&DbSettings {
+            url: settings.database_url.clone(),
+            pool_size: settings.pool_size,
+            acquire_timeout: settings.db_acquire_timeout,
+            application_name: "event-handler".into(),
+        })
+        .context("invalid --database-url")?;
+        db::migrate(&pool, settings.db_startup_wait).await.context("applying database migrations")?;
+        let registry = Registry::new();
+        let buffer = Arc::new(EventBuffer::new(settings.buffer_limit));
+        let service = EventService::new(
+            config,
+            buffer.clone(),
+            &settings.namespace,
+            settings.buffer_full_wait,
+            EventMetrics::register(&registry),
+        );
+        let flush_metrics = FlushMetrics::register(&registry);
+        let admin_router = admin_router(registry.clone(), Some(PoolGauges::register(&registry, pool.clone())));
+        let grpc = super::bind(&settings.host, settings.grpc_port)
+            .await
+            .with_context(|| format!("binding gRPC port {}:{}", settings.host, settings.grpc_port))?;
+        let admin = super::bind(&settings.host, settings.admin_port)
+            .await
+            .with_context(|| format!("binding admin port {}:{}", settings.host, settings.admin_port))?;
+        Ok(Self {
+            grpc,
+            admin,
+            admin_router,
+            service,
+            buffer,
+            store: Arc::new(PgProgressStore::new(pool.clone())),
+            flush: FlushSettings {
+                interval: settings.flush_interval,
+                chunk_rows: settings.flush_chunk_rows,
+                shutdown_timeout: settings.shutdown_flush_timeout,
+            },
+            flush_metrics,
+            pool,
+        })
+    }
+
+    /// The gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        super::local_addr(&self.grpc)
+    }
+
+    /// The admin (metrics) address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        super::local_addr(&self.admin)
+    }
+
+    /// The buffer (tests watch it).
+    pub fn buffer(&self) -> Arc<EventBuffer> {
+        self.buffer.clone()
+    }
+
+    /// Serves until `shutdown` fires: then stops accepting calls, lets in-flight calls finish,
+    /// and flushes the whole buffer before returning.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        super::announce_ready("event-handler", &[("grpc", self.grpc_addr()), ("admin", self.admin_addr())]);
+        let flusher_stop = CancellationToken::new();
+        let flusher = tokio::spawn(flusher::run(
+            self.buffer.clone(),
+            self.store.clone(),
+            self.flush,
+            self.flush_metrics.clone(),
+            flusher_stop.clone(),
+        ));
+        let admin = tokio::spawn(super::serve_http(self.admin, self.admin_router, shutdown.clone()));
+        let grpc = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(4096))
+            .add_service(UserAuthenticationUserLoggedInServiceServer::new(self.service.clone()))
+            .add_service(StatisticStatItemUpdatedServiceServer::new(self.service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), shutdown.cancelled_owned())
+            .await;
+        // No call can add to the buffer any more: flush it all.
+        flusher_stop.cancel();
+        flusher.await.context("flusher task")?;
+        let admin = admin.await.context("admin task")?;
+        self.pool.close().await;
+        grpc.context("gRPC server")?;
+        admin.context("admin server")?;
+        Ok(())
+    }
+}

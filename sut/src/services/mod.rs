@@ -1,0 +1,38 @@
+//! The three SUT services as buildable applications: each `build` binds its listeners (port 0
+//! allowed, the real port reported) and prepares its state; `run` serves until the shutdown
+//! token fires. The binaries in `src/bin` only parse settings and call these, so tests start the
+//! very same services in-process with their own ports and shutdown.
+
+pub mod challenge;
+pub mod event_handler;
+pub mod reward_mock;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Binds `host:port` (port 0 picks a free one).
+pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    TcpListener::bind((host, port)).await
+}
+
+/// The address a listener really bound.
+pub fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener.local_addr().expect("a bound listener has an address")
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, letting in-flight requests finish.
+pub async fn serve_http(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Prints the line the harness waits for: `READY name key=addr …`, on stdout.
+pub fn announce_ready(name: &str, addrs: &[(&str, SocketAddr)]) {
+    let parts: Vec<String> = addrs.iter().map(|(k, a)| format!("{k}={a}")).collect();
+    println!("READY {name} {}", parts.join(" "));
+    tracing::info!(service = name, addresses = %parts.join(" "), "ready");
+}
