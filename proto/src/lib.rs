@@ -4,8 +4,8 @@
 //! handler, generated at build time from `proto/*.proto`. The package names and field numbers are
 //! the wire contract shared with the production service:
 //!
-//! - [`account`]: `accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage`
-//! - [`statistic`]: `accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage`
+//! - [`account`] — `accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage`
+//! - [`statistic`] — `accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage`
 //!
 //! Both return `google.protobuf.Empty`, which prost maps to `()`.
 
@@ -24,9 +24,7 @@ pub mod statistic {
 /// Fully qualified gRPC method paths, as the platform calls them.
 pub mod paths {
     /// The login event's `OnMessage`.
-    pub const LOGIN_ON_MESSAGE: &str =
-        "/accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage";
+    pub const LOGIN_ON_MESSAGE: &str = "/accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage";
     /// The stat update event's `OnMessage`.
-    pub const STAT_ON_MESSAGE: &str =
-        "/accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage";
+    pub const STAT_ON_MESSAGE: &str = "/accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage";
 }

@@ -96,10 +96,7 @@ impl Authenticator {
                 let token = bearer_token(headers)?;
                 let claims = decode(token, key)?;
                 if claims.namespace != *namespace {
-                    return Err(AuthError::Rejected(format!(
-                        "namespace '{}' is not '{namespace}'",
-                        claims.namespace
-                    )));
+                    return Err(AuthError::Rejected(format!("namespace '{}' is not '{namespace}'", claims.namespace)));
                 }
                 if claims.sub.is_empty() {
                     return Err(AuthError::Rejected("empty subject".into()));
@@ -116,9 +113,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
         .ok_or(AuthError::Missing)?
         .to_str()
         .map_err(|_| AuthError::Malformed("not visible ASCII".into()))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| AuthError::Malformed("expected 'Bearer <token>'".into()))?;
+    let (scheme, token) =
+        value.split_once(' ').ok_or_else(|| AuthError::Malformed("expected 'Bearer <token>'".into()))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(AuthError::Malformed("expected 'Bearer <token>'".into()));
     }
@@ -129,14 +125,12 @@ fn decode(token: &str, key: &DecodingKey) -> Result<Claims, AuthError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.leeway = 0;
     validation.set_required_spec_claims(&["exp", "sub"]);
-    jsonwebtoken::decode::<Claims>(token, key, &validation)
-        .map(|data| data.claims)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
-                AuthError::Malformed(format!("not a JWT: {e}"))
-            }
-            _ => AuthError::Rejected(e.to_string()),
-        })
+    jsonwebtoken::decode::<Claims>(token, key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+            AuthError::Malformed(format!("not a JWT: {e}"))
+        }
+        _ => AuthError::Rejected(e.to_string()),
+    })
 }
 
 /// Mints an HS256 token for `user_id` in `namespace`, valid for `ttl`.
@@ -147,12 +141,8 @@ pub fn mint_token(secret: &[u8], user_id: &str, namespace: &str, ttl: Duration) 
 
 /// Mints an HS256 token with an explicit expiry (seconds since the epoch), e.g. one in the past.
 pub fn mint_token_with_expiry(secret: &[u8], user_id: &str, namespace: &str, exp: u64) -> String {
-    let claims = Claims {
-        sub: user_id.to_owned(),
-        namespace: namespace.to_owned(),
-        exp,
-        iat: exp.saturating_sub(3600),
-    };
+    let claims =
+        Claims { sub: user_id.to_owned(), namespace: namespace.to_owned(), exp, iat: exp.saturating_sub(3600) };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
         .expect("HS256 encoding of plain claims cannot fail")
 }
@@ -178,7 +168,10 @@ mod tests {
         let expired = mint_token_with_expiry(b"secret", "u1", "test", 1_000);
         assert!(matches!(auth.authenticate(&headers_with(&format!("Bearer {expired}"))), Err(AuthError::Rejected(_))));
         let elsewhere = mint_token(b"secret", "u1", "prod", Duration::from_secs(60));
-        assert!(matches!(auth.authenticate(&headers_with(&format!("Bearer {elsewhere}"))), Err(AuthError::Rejected(_))));
+        assert!(matches!(
+            auth.authenticate(&headers_with(&format!("Bearer {elsewhere}"))),
+            Err(AuthError::Rejected(_))
+        ));
         let good = mint_token(b"secret", "u1", "test", Duration::from_secs(60));
         assert_eq!(
             auth.authenticate(&headers_with(&format!("Bearer {good}"))).unwrap(),

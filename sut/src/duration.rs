@@ -5,7 +5,8 @@ use std::time::Duration;
 /// Parses `250ms`, `2s`, `1.5s`, `1m`, `500us`; a bare number is seconds.
 pub fn parse(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (number, unit) = text.find(|c: char| c.is_ascii_alphabetic() || c == 'µ').map_or((text, "s"), |i| text.split_at(i));
+    let (number, unit) =
+        text.find(|c: char| c.is_ascii_alphabetic() || c == 'µ').map_or((text, "s"), |i| text.split_at(i));
     let value: f64 = number.trim().parse().ok()?;
     if !(value.is_finite() && value >= 0.0) {
         return None;

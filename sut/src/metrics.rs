@@ -13,9 +13,7 @@ use sqlx::PgPool;
 
 /// Registers a metric, panicking only on a programming error (a duplicate name).
 pub fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("metric names are unique within a service");
+    registry.register(Box::new(metric.clone())).expect("metric names are unique within a service");
     metric
 }
 
@@ -57,9 +55,7 @@ struct AdminState {
 
 /// The admin port's router: `GET /metrics` in the Prometheus text format.
 pub fn admin_router(registry: Registry, pool_gauges: Option<PoolGauges>) -> Router {
-    Router::new()
-        .route("/metrics", get(render))
-        .with_state(Arc::new(AdminState { registry, pool_gauges }))
+    Router::new().route("/metrics", get(render)).with_state(Arc::new(AdminState { registry, pool_gauges }))
 }
 
 async fn render(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
@@ -74,6 +70,5 @@ async fn render(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 /// Histogram buckets for request latencies, in seconds (0.5 ms to 10 s).
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

@@ -115,10 +115,14 @@ impl PgCluster {
     /// Starts the server again on the same port, waiting until it accepts connections.
     pub fn start_server(&self) -> Result<(), PgError> {
         let log = self.root_path.join("server.log").display().to_string();
-        let result = self.run("pg_ctl", &["-D", &self.data_dir(), "-l", &log, "-o", &self.server_options, "-w", "-t", "60", "start"]);
+        let result = self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-l", &log, "-o", &self.server_options, "-w", "-t", "60", "start"],
+        );
         if let Err(PgError::Failed { command, status, output }) = result {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String =
+                tail.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
             return Err(PgError::Failed { command, status, output: format!("{output}\nserver log:\n{tail}") });
         }
         result.map(drop)
@@ -173,7 +177,11 @@ impl PgCluster {
             Err(PgError::Failed {
                 command: described,
                 status: output.status.to_string(),
-                output: format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
             })
         }
     }

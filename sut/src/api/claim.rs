@@ -102,8 +102,7 @@ async fn check_prerequisites(
     .bind(&goal.prerequisites)
     .fetch_all(&mut **tx)
     .await?;
-    let missing: Vec<&str> =
-        goal.prerequisites.iter().filter(|p| !done.contains(p)).map(String::as_str).collect();
+    let missing: Vec<&str> = goal.prerequisites.iter().filter(|p| !done.contains(p)).map(String::as_str).collect();
     if missing.is_empty() {
         Ok(())
     } else {

@@ -82,10 +82,8 @@ pub fn router(state: AppState, base_path: &str, registry: &Registry) -> Router {
 async fn record_request(State(metrics): State<RequestMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     metrics.duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
     metrics.requests.with_label_values(&[&method, &route, response.status().as_str()]).inc();

@@ -38,7 +38,13 @@ fn main() -> anyhow::Result<()> {
     let users = serde_json::to_string(&generate_users(cli.users, &cli.namespace))?;
     write(&cli.out.join("challenges.json"), &challenges)?;
     write(&cli.out.join("users.json"), &users)?;
-    println!("wrote {} challenges × {} goals and {} users to {}", cli.challenges, cli.goals, cli.users, cli.out.display());
+    println!(
+        "wrote {} challenges × {} goals and {} users to {}",
+        cli.challenges,
+        cli.goals,
+        cli.users,
+        cli.out.display()
+    );
     Ok(())
 }
 

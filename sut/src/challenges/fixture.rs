@@ -98,9 +98,7 @@ fn goal(c: usize, g: usize) -> Value {
 
 /// `count` users `user-000001`… in `namespace`.
 pub fn generate_users(count: usize, namespace: &str) -> Vec<FixtureUser> {
-    (1..=count)
-        .map(|i| FixtureUser { id: format!("user-{i:06}"), namespace: namespace.to_owned() })
-        .collect()
+    (1..=count).map(|i| FixtureUser { id: format!("user-{i:06}"), namespace: namespace.to_owned() }).collect()
 }
 
 #[cfg(test)]

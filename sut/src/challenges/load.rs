@@ -95,14 +95,8 @@ struct RawReward {
 /// Reads and validates the configuration at `path` (`.yaml`/`.yml` as YAML, anything else JSON).
 pub fn load(path: &Path) -> Result<ChallengeConfig, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: file.clone(),
-        source,
-    })?;
-    let yaml = matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    );
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
     parse(&file, &text, yaml)
 }
 
@@ -168,27 +162,17 @@ impl Validator<'_> {
             "increment" => GoalType::Increment,
             "daily" => GoalType::Daily,
             other => {
-                return Err(self.invalid(
-                    &at,
-                    "type",
-                    &format!("'{other}' is not one of absolute, increment, daily"),
-                ));
+                return Err(self.invalid(&at, "type", &format!("'{other}' is not one of absolute, increment, daily")));
             }
         };
         let event_source = match rg.event_source.as_deref().unwrap_or("statistic") {
             "login" => EventSource::Login,
             "statistic" => EventSource::Statistic,
             other => {
-                return Err(self.invalid(
-                    &at,
-                    "event_source",
-                    &format!("'{other}' is not one of login, statistic"),
-                ));
+                return Err(self.invalid(&at, "event_source", &format!("'{other}' is not one of login, statistic")));
             }
         };
-        let requirement = rg
-            .requirement
-            .ok_or_else(|| self.invalid(&at, "requirement", "is missing"))?;
+        let requirement = rg.requirement.ok_or_else(|| self.invalid(&at, "requirement", "is missing"))?;
         let stat_code = self.required(&at, "requirement.stat_code", requirement.stat_code)?;
         let operator = requirement.operator.unwrap_or_else(|| ">=".to_owned());
         if operator != ">=" {
@@ -204,11 +188,7 @@ impl Validator<'_> {
             Some("ITEM") => RewardType::Item,
             Some("WALLET") => RewardType::Wallet,
             Some(other) => {
-                return Err(self.invalid(
-                    &at,
-                    "reward.type",
-                    &format!("'{other}' is not one of ITEM, WALLET"),
-                ));
+                return Err(self.invalid(&at, "reward.type", &format!("'{other}' is not one of ITEM, WALLET")));
             }
             None => return Err(self.invalid(&at, "reward.type", "is missing")),
         };
@@ -260,8 +240,7 @@ impl Validator<'_> {
         match value {
             None => Err(self.invalid(at, field, "is missing")),
             Some(v) if v <= 0 => Err(self.invalid(at, field, &format!("must be > 0, got {v}"))),
-            Some(v) => i32::try_from(v)
-                .map_err(|_| self.invalid(at, field, &format!("{v} is too large"))),
+            Some(v) => i32::try_from(v).map_err(|_| self.invalid(at, field, &format!("{v} is too large"))),
         }
     }
 

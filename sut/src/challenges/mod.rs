@@ -131,9 +131,7 @@ impl ChallengeConfig {
                 let shared = GoalRef { index, goal: Arc::new(goal.clone()) };
                 match goal.event_source {
                     EventSource::Login => login_goals.push(shared),
-                    EventSource::Statistic => {
-                        stat_goals.entry(goal.stat_code.clone()).or_default().push(shared)
-                    }
+                    EventSource::Statistic => stat_goals.entry(goal.stat_code.clone()).or_default().push(shared),
                 }
             }
         }
@@ -147,9 +145,7 @@ impl ChallengeConfig {
 
     /// The goal with this id, if configured.
     pub fn goal(&self, goal_id: &str) -> Option<&Goal> {
-        self.goal_index
-            .get(goal_id)
-            .map(|&(ci, gi)| &self.challenges[ci].goals[gi])
+        self.goal_index.get(goal_id).map(|&(ci, gi)| &self.challenges[ci].goals[gi])
     }
 
     /// The challenge with this id, if configured.

@@ -118,10 +118,8 @@ impl EventBuffer {
         let mut entries = self.lock();
         let used = entries.len() + self.in_flight.load(Ordering::Acquire);
         if used + updates.len() > self.limit {
-            let new_keys = updates
-                .iter()
-                .filter(|(goal, _)| !entries.contains_key(&(user_id.clone(), goal.index)))
-                .count();
+            let new_keys =
+                updates.iter().filter(|(goal, _)| !entries.contains_key(&(user_id.clone(), goal.index))).count();
             if used + new_keys > self.limit {
                 return Err(updates);
             }

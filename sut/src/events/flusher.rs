@@ -45,7 +45,10 @@ impl FlushMetrics {
     pub fn register(registry: &Registry) -> Self {
         let rows_buckets = vec![1.0, 10.0, 100.0, 1e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5];
         Self {
-            buffer_size: register(registry, IntGauge::new("event_buffer_size", "Entries waiting to be written").expect("valid")),
+            buffer_size: register(
+                registry,
+                IntGauge::new("event_buffer_size", "Entries waiting to be written").expect("valid"),
+            ),
             duration: register(
                 registry,
                 Histogram::with_opts(
@@ -56,12 +59,15 @@ impl FlushMetrics {
             ),
             rows: register(
                 registry,
-                Histogram::with_opts(HistogramOpts::new("event_buffer_flush_rows", "Rows written per flush").buckets(rows_buckets))
-                    .expect("valid"),
+                Histogram::with_opts(
+                    HistogramOpts::new("event_buffer_flush_rows", "Rows written per flush").buckets(rows_buckets),
+                )
+                .expect("valid"),
             ),
             failures: register(
                 registry,
-                IntCounter::new("event_buffer_flush_failures_total", "Flush attempts that failed and will be retried").expect("valid"),
+                IntCounter::new("event_buffer_flush_failures_total", "Flush attempts that failed and will be retried")
+                    .expect("valid"),
             ),
         }
     }

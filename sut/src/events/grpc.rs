@@ -32,12 +32,16 @@ impl EventMetrics {
         Self {
             received: register(
                 registry,
-                IntCounterVec::new(Opts::new("events_received_total", "OnMessage calls received"), &["event_type"]).expect("valid"),
+                IntCounterVec::new(Opts::new("events_received_total", "OnMessage calls received"), &["event_type"])
+                    .expect("valid"),
             ),
             processed: register(
                 registry,
-                IntCounterVec::new(Opts::new("events_processed_total", "Events accepted into the buffer"), &["event_type"])
-                    .expect("valid"),
+                IntCounterVec::new(
+                    Opts::new("events_processed_total", "Events accepted into the buffer"),
+                    &["event_type"],
+                )
+                .expect("valid"),
             ),
             rejected: register(
                 registry,

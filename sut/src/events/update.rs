@@ -90,7 +90,12 @@ pub fn for_login(config: &ChallengeConfig, now: NaiveDateTime) -> Vec<(GoalRef, 
 }
 
 /// The updates a stat event makes: every statistic goal on its stat code.
-pub fn for_stat(config: &ChallengeConfig, stat_code: &str, values: StatValues, now: NaiveDateTime) -> Vec<(GoalRef, Update)> {
+pub fn for_stat(
+    config: &ChallengeConfig,
+    stat_code: &str,
+    values: StatValues,
+    now: NaiveDateTime,
+) -> Vec<(GoalRef, Update)> {
     config
         .goals_for_stat(stat_code)
         .iter()

@@ -71,15 +71,18 @@ enum Attempt {
 impl RewardClient {
     /// A client for the platform at `base_url` (e.g. `http://127.0.0.1:8090`).
     pub fn new(base_url: &str, policy: RetryPolicy) -> Self {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("a plain HTTP client builds");
+        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("a plain HTTP client builds");
         Self { http, base_url: base_url.trim_end_matches('/').to_owned(), policy }
     }
 
     /// Grants `reward` to the user, retrying as the policy allows, finishing before `deadline`.
-    pub async fn grant(&self, namespace: &str, user_id: &str, reward: &Reward, deadline: Instant) -> Result<(), GrantError> {
+    pub async fn grant(
+        &self,
+        namespace: &str,
+        user_id: &str,
+        reward: &Reward,
+        deadline: Instant,
+    ) -> Result<(), GrantError> {
         let mut backoff = self.policy.initial_backoff;
         let mut attempts = 0;
         loop {
@@ -110,7 +113,9 @@ impl RewardClient {
             RewardType::Item => self
                 .http
                 .post(format!("{}/platform/admin/namespaces/{namespace}/users/{user_id}/entitlements", self.base_url))
-                .json(&json!([{ "itemId": reward.reward_id, "itemNamespace": namespace, "quantity": reward.quantity }])),
+                .json(
+                    &json!([{ "itemId": reward.reward_id, "itemNamespace": namespace, "quantity": reward.quantity }]),
+                ),
             RewardType::Wallet => self
                 .http
                 .put(format!(

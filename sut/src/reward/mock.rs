@@ -42,7 +42,9 @@ impl FromStr for Latency {
 
     /// `150ms`, `fixed:150ms` or `uniform:50ms..200ms`.
     fn from_str(text: &str) -> Result<Self, String> {
-        let parse = |s: &str| crate::duration::parse(s.trim()).ok_or_else(|| format!("'{s}' is not a duration like 50ms or 1.5s"));
+        let parse = |s: &str| {
+            crate::duration::parse(s.trim()).ok_or_else(|| format!("'{s}' is not a duration like 50ms or 1.5s"))
+        };
         if let Some(range) = text.strip_prefix("uniform:") {
             let (low, high) = range
                 .split_once("..")

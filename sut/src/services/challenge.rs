@@ -100,7 +100,10 @@ impl ChallengeService {
     }
 
     /// As [`build`](Self::build), with an already loaded configuration.
-    pub async fn build_with_config(settings: &ChallengeServiceSettings, config: Arc<ChallengeConfig>) -> anyhow::Result<Self> {
+    pub async fn build_with_config(
+        settings: &ChallengeServiceSettings,
+        config: Arc<ChallengeConfig>,
+    ) -> anyhow::Result<Self> {
         let auth = match settings.auth_mode {
             AuthMode::Jwt => {
                 let secret = settings.jwt_secret.as_deref().filter(|s| !s.is_empty()).context(

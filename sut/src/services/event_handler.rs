@@ -94,7 +94,10 @@ impl EventHandler {
     }
 
     /// As [`build`](Self::build), with an already loaded configuration.
-    pub async fn build_with_config(settings: &EventHandlerSettings, config: Arc<ChallengeConfig>) -> anyhow::Result<Self> {
+    pub async fn build_with_config(
+        settings: &EventHandlerSettings,
+        config: Arc<ChallengeConfig>,
+    ) -> anyhow::Result<Self> {
         let pool = db::lazy_pool(&DbSettings {
             url: settings.database_url.clone(),
             pool_size: settings.pool_size,

@@ -25,9 +25,7 @@ pub fn local_addr(listener: &TcpListener) -> SocketAddr {
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, letting in-flight requests finish.
 pub async fn serve_http(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 /// Prints the line the harness waits for: `READY name key=addr …`, on stdout.
