@@ -22,7 +22,8 @@ use sut::pg::{ClusterOptions, PgCluster};
 
 fn on_message(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let config = Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
+    let config =
+        Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
     let buffer = Arc::new(EventBuffer::new(usize::MAX));
     let service = EventService::new(
         config,
@@ -54,7 +55,11 @@ fn on_message(c: &mut Criterion) {
     group.bench_function("login event (100 goals)", |b| {
         b.to_async(&rt).iter(|| {
             n += 1;
-            let event = UserLoggedIn { user_id: format!("user-{:06}", n % 10_000), namespace: "test".into(), ..Default::default() };
+            let event = UserLoggedIn {
+                user_id: format!("user-{:06}", n % 10_000),
+                namespace: "test".into(),
+                ..Default::default()
+            };
             let service = &service;
             async move {
                 UserAuthenticationUserLoggedInService::on_message(service, tonic::Request::new(event)).await.unwrap()
@@ -100,7 +105,8 @@ fn flush(c: &mut Criterion) {
         pool
     });
     let store = PgProgressStore::new(pool);
-    let config = Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
+    let config =
+        Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
     let mut group = c.benchmark_group("flush (MERGE of a coalesced batch)");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     for rows in [1_000, 100_000] {

@@ -6,6 +6,7 @@
 //! the `postgres` user (via `runuser`) and the folder is handed to that user.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -91,7 +92,7 @@ impl PgCluster {
         let cluster = Self { root: Some(root), root_path, bin, port, run_as_postgres, server_options };
         cluster.run(
             "initdb",
-            &["-D", &cluster.data_dir(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            &["-D", &cluster.data_arg(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
         )?;
         cluster.start_server()?;
         Ok(cluster)
@@ -109,7 +110,7 @@ impl PgCluster {
 
     /// Stops the server quickly (in-flight connections are cut), keeping the data.
     pub fn stop_server(&self) -> Result<(), PgError> {
-        self.run("pg_ctl", &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"]).map(drop)
+        self.run("pg_ctl", &["-D", &self.data_arg(), "-m", "fast", "-w", "stop"]).map(drop)
     }
 
     /// Starts the server again on the same port, waiting until it accepts connections.
@@ -117,7 +118,7 @@ impl PgCluster {
         let log = self.root_path.join("server.log").display().to_string();
         let result = self.run(
             "pg_ctl",
-            &["-D", &self.data_dir(), "-l", &log, "-o", &self.server_options, "-w", "-t", "60", "start"],
+            &["-D", &self.data_arg(), "-l", &log, "-o", &self.server_options, "-w", "-t", "60", "start"],
         );
         if let Err(PgError::Failed { command, status, output }) = result {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
@@ -128,14 +129,14 @@ impl PgCluster {
         result.map(drop)
     }
 
-    /// Keeps the cluster after this value is gone, and arranges for it to be stopped and deleted
-    /// when this *process* exits (for clusters held in statics, which are never dropped).
-    pub fn stop_when_process_exits(mut self) -> Result<ClusterGuard, PgError> {
+    /// Arranges for the cluster to be stopped and deleted when this *process* exits, however it
+    /// exits (a crash or SIGKILL included): a small shell watchdog polls this process's id.
+    pub fn stop_when_this_process_exits(&self) -> Result<(), PgError> {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {ctl} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {root}",
             pid = std::process::id(),
             ctl = self.command_prefix_string("pg_ctl"),
-            data = self.data_dir(),
+            data = self.data_arg(),
             root = self.root_path.display()
         );
         Command::new("sh")
@@ -144,14 +145,27 @@ impl PgCluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .map_err(|source| PgError::Spawn { command: "sh (cluster watchdog)".into(), source })?;
+        Ok(())
+    }
+
+    /// Keeps the cluster after this value is gone, until this process exits (for clusters held
+    /// in statics, which are never dropped).
+    pub fn stop_when_process_exits(mut self) -> Result<ClusterGuard, PgError> {
+        self.stop_when_this_process_exits()?;
         let _ = self.root.take().map(tempfile::TempDir::keep);
         Ok(ClusterGuard { port: self.port })
     }
 
-    fn data_dir(&self) -> String {
-        self.root_path.join("data").display().to_string()
+    /// The cluster's data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root_path.join("data")
+    }
+
+    fn data_arg(&self) -> String {
+        self.data_dir().display().to_string()
     }
 
     fn command_prefix_string(&self, program: &str) -> String {
@@ -168,7 +182,8 @@ impl PgCluster {
         } else {
             Command::new(&path)
         };
-        command.args(args).stdin(Stdio::null()).current_dir(&self.root_path);
+        // Its own process group: a Ctrl-C meant for the harness must not stop the database.
+        command.args(args).stdin(Stdio::null()).current_dir(&self.root_path).process_group(0);
         let described = format!("{program} {}", args.join(" "));
         let output = command.output().map_err(|source| PgError::Spawn { command: described.clone(), source })?;
         if output.status.success() {
@@ -190,7 +205,7 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.root.is_some() {
-            let _ = self.run("pg_ctl", &["-D", &self.data_dir(), "-m", "immediate", "-w", "stop"]);
+            let _ = self.run("pg_ctl", &["-D", &self.data_arg(), "-m", "immediate", "-w", "stop"]);
         }
     }
 }

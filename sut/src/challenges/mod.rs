@@ -7,7 +7,7 @@
 mod fixture;
 mod load;
 
-pub use fixture::{FixtureShape, STAT_CODES, generate_challenges, generate_users};
+pub use fixture::{FixtureShape, FixtureUser, STAT_CODES, generate_challenges, generate_users};
 pub use load::{ConfigError, load, parse};
 
 use std::collections::HashMap;

@@ -1,0 +1,344 @@
+//! Where the load goes: either an environment the harness provisions itself (a throwaway
+//! PostgreSQL cluster and the three SUT services as separate processes, built by this same
+//! command) or an existing deployment named by URLs, which the harness leaves alone.
+//!
+//! Self-provisioned services run in their own process groups, so a Ctrl-C in the terminal
+//! reaches the harness only and the harness shuts them down in order: SIGTERM (the event
+//! handler flushes its buffer), then a kill after a grace period.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use sut::pg::{ClusterOptions, PgCluster};
+
+/// Why the environment could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    /// PostgreSQL could not be provisioned.
+    #[error("provisioning PostgreSQL: {0}")]
+    Postgres(#[from] sut::pg::PgError),
+    /// Building the SUT services failed.
+    #[error("building the SUT services failed ({0}); see the cargo output above")]
+    Build(String),
+    /// A service binary is missing.
+    #[error("{0} not found next to loadgen ({1}); build it with `cargo build --release -p sut --bins`")]
+    MissingBinary(String, String),
+    /// A service did not come up.
+    #[error("{service} did not start: {reason}\n--- last lines of {log} ---\n{tail}")]
+    ServiceStart {
+        /// The service.
+        service: String,
+        /// Why.
+        reason: String,
+        /// Its log file.
+        log: String,
+        /// The log's last lines.
+        tail: String,
+    },
+    /// A database step failed.
+    #[error("database setup: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An I/O step failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the engine and the samplers need to know about the target.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Endpoints {
+    /// `http://host:port` of the REST API.
+    pub api_url: Option<String>,
+    /// `http://host:port` of the event handler.
+    pub grpc_url: Option<String>,
+    /// `/metrics` URLs of the SUT services, by service name.
+    pub metrics_urls: BTreeMap<String, String>,
+    /// The database, when the harness can reach it.
+    pub database_url: Option<String>,
+    /// Process ids of the SUT services and the database server, by name.
+    pub pids: BTreeMap<String, u32>,
+}
+
+/// A running SUT service process.
+#[derive(Debug)]
+struct ServiceProcess {
+    name: String,
+    child: Child,
+    pid: u32,
+    addrs: BTreeMap<String, SocketAddr>,
+}
+
+/// A provisioned environment: stopped by [`Provisioned::shutdown`] (and, as a last resort, by the
+/// cluster's own clean-up on drop).
+#[derive(Debug)]
+pub struct Provisioned {
+    cluster: PgCluster,
+    services: Vec<ServiceProcess>,
+    /// Where to reach everything.
+    pub endpoints: Endpoints,
+    /// The HS256 secret the challenge service was started with.
+    pub jwt_secret: String,
+}
+
+/// Settings for a self-provisioned environment.
+#[derive(Debug, Clone)]
+pub struct ProvisionSettings {
+    /// The challenge configuration file the services load.
+    pub challenges_config: PathBuf,
+    /// Namespace of the deployment.
+    pub namespace: String,
+    /// Where service logs go.
+    pub logs_dir: PathBuf,
+    /// Extra arguments per service name (e.g. reward-mock latency).
+    pub extra_args: BTreeMap<String, Vec<String>>,
+}
+
+const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+impl Provisioned {
+    /// Builds the services, starts PostgreSQL and the services, and waits until all are ready.
+    pub async fn start(settings: &ProvisionSettings) -> Result<Self, EnvironmentError> {
+        let bin_dir = build_services().await?;
+        eprintln!("gauntlet: starting a throwaway PostgreSQL cluster");
+        let cluster = tokio::task::spawn_blocking(|| {
+            PgCluster::start(&ClusterOptions {
+                preload: vec!["pg_stat_statements".into()],
+                settings: vec![("pg_stat_statements.track".into(), "all".into())],
+                ..ClusterOptions::default()
+            })
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let database_url = cluster.url("gauntlet");
+        create_database(&cluster.url("postgres"), "gauntlet").await?;
+
+        let jwt_secret = format!("{:032x}", rand::random::<u128>());
+        let mut env = Self {
+            cluster,
+            services: Vec::new(),
+            endpoints: Endpoints {
+                api_url: None,
+                grpc_url: None,
+                metrics_urls: BTreeMap::new(),
+                database_url: Some(database_url.clone()),
+                pids: BTreeMap::new(),
+            },
+            jwt_secret,
+        };
+        if let Some(pid) = env.postmaster_pid() {
+            env.endpoints.pids.insert("postgres".into(), pid);
+        }
+        let config = settings.challenges_config.display().to_string();
+        let extra = |name: &str| settings.extra_args.get(name).cloned().unwrap_or_default();
+
+        let mock = env
+            .spawn(&bin_dir, "reward-mock", &[&["--port", "0"][..]].concat(), extra("reward-mock"), settings)
+            .await?;
+        let reward_url = format!("http://{}", mock.addrs["http"]);
+        env.services.push(mock);
+        let common =
+            ["--database-url", &database_url, "--challenges-config", &config, "--namespace", &settings.namespace];
+        let secret = env.jwt_secret.clone();
+        let challenge_args: Vec<&str> = [
+            &common[..],
+            &["--auth-mode", "jwt", "--jwt-secret", &secret, "--reward-platform-url", &reward_url],
+            &["--port", "0", "--admin-port", "0"],
+        ]
+        .concat();
+        let challenge =
+            env.spawn(&bin_dir, "challenge-service", &challenge_args, extra("challenge-service"), settings).await?;
+        env.endpoints.api_url = Some(format!("http://{}", challenge.addrs["rest"]));
+        env.endpoints
+            .metrics_urls
+            .insert("challenge-service".into(), format!("http://{}/metrics", challenge.addrs["admin"]));
+        env.services.push(challenge);
+        let handler_args: Vec<&str> = [&common[..], &["--grpc-port", "0", "--admin-port", "0"]].concat();
+        let handler = env.spawn(&bin_dir, "event-handler", &handler_args, extra("event-handler"), settings).await?;
+        env.endpoints.grpc_url = Some(format!("http://{}", handler.addrs["grpc"]));
+        env.endpoints.metrics_urls.insert("event-handler".into(), format!("http://{}/metrics", handler.addrs["admin"]));
+        env.services.push(handler);
+        for service in &env.services {
+            env.endpoints.pids.insert(service.name.clone(), service.pid);
+        }
+        Ok(env)
+    }
+
+    fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.cluster.data_dir().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    async fn spawn(
+        &mut self,
+        bin_dir: &Path,
+        name: &str,
+        args: &[&str],
+        extra: Vec<String>,
+        settings: &ProvisionSettings,
+    ) -> Result<ServiceProcess, EnvironmentError> {
+        let binary = bin_dir.join(name);
+        if !binary.is_file() {
+            return Err(EnvironmentError::MissingBinary(name.into(), bin_dir.display().to_string()));
+        }
+        let log_path = settings.logs_dir.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let mut child = Command::new(&binary)
+            .args(args)
+            .args(&extra)
+            .env("RUST_LOG", std::env::var("GAUNTLET_SUT_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone()?)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().unwrap_or_default();
+        let stdout = child.stdout.take().expect("piped");
+        let ready = tokio::time::timeout(SERVICE_START_TIMEOUT, read_ready_line(stdout, name, log)).await;
+        let fail = |reason: String| EnvironmentError::ServiceStart {
+            service: name.into(),
+            reason,
+            log: log_path.display().to_string(),
+            tail: tail(&log_path, 20),
+        };
+        match ready {
+            Ok(Ok(addrs)) => Ok(ServiceProcess { name: name.into(), child, pid, addrs }),
+            Ok(Err(reason)) => {
+                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                Err(fail(format!("{reason} ({status})")))
+            }
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(fail(format!("not ready within {}s", SERVICE_START_TIMEOUT.as_secs())))
+            }
+        }
+    }
+
+    /// Resolves with a message when any service exits by itself.
+    pub async fn watch_for_deaths(&mut self, stop: CancellationToken) -> Option<String> {
+        let waits = self.services.iter_mut().map(|s| {
+            let name = s.name.clone();
+            Box::pin(async move {
+                let status = s.child.wait().await;
+                format!(
+                    "{name} exited during the run ({})",
+                    status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+                )
+            })
+        });
+        tokio::select! {
+            (message, _, _) = futures_select_all(waits) => Some(message),
+            () = stop.cancelled() => None,
+        }
+    }
+
+    /// Stops the services (SIGTERM, then kill after a grace period) and the database.
+    pub async fn shutdown(mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        // The event handler last among services? No: stop API and events first, mock last.
+        for service in self.services.iter_mut().rev() {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                notes.push(format!("{} had already exited ({status})", service.name));
+                continue;
+            }
+            let _ = std::process::Command::new("kill").args(["-TERM", &service.pid.to_string()]).status();
+            match tokio::time::timeout(SHUTDOWN_GRACE, service.child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => notes.push(format!("{} stopped with {status}", service.name)),
+                Ok(Err(e)) => notes.push(format!("{}: {e}", service.name)),
+                Err(_) => {
+                    let _ = service.child.kill().await;
+                    notes.push(format!(
+                        "{} did not stop within {}s and was killed",
+                        service.name,
+                        SHUTDOWN_GRACE.as_secs()
+                    ));
+                }
+            }
+        }
+        let cluster = self.cluster;
+        let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
+        notes
+    }
+}
+
+async fn futures_select_all<F: std::future::Future<Output = String> + Unpin>(
+    futures: impl Iterator<Item = F>,
+) -> (String, usize, ()) {
+    let futures: Vec<F> = futures.collect();
+    if futures.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let (message, index, _) = futures::future::select_all(futures).await;
+    (message, index, ())
+}
+
+/// Reads the service's stdout until its `READY name key=addr …` line, copying everything to the
+/// log; keeps copying in the background afterwards.
+async fn read_ready_line(
+    stdout: tokio::process::ChildStdout,
+    name: &str,
+    log: std::fs::File,
+) -> Result<BTreeMap<String, SocketAddr>, String> {
+    let mut lines = BufReader::new(stdout).lines();
+    let mut log = tokio::fs::File::from_std(log);
+    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+        if let Some(rest) = line.strip_prefix(&format!("READY {name} ")) {
+            let addrs = rest
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+                .collect();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+                }
+            });
+            return Ok(addrs);
+        }
+    }
+    Err("exited before it was ready".into())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+async fn create_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+    conn.close().await
+}
+
+/// Builds the SUT binaries with the same profile as this loadgen when run from the workspace
+/// (`cargo run`), and returns the folder holding them (the one loadgen itself is in).
+async fn build_services() -> Result<PathBuf, EnvironmentError> {
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if manifest.is_file() && std::env::var_os("GAUNTLET_SKIP_BUILD").is_none() {
+        eprintln!("gauntlet: building the SUT services (cargo build -p sut --bins)");
+        let mut command = Command::new(&cargo);
+        command.args(["build", "--quiet", "-p", "sut", "--bins", "--manifest-path"]).arg(&manifest);
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let status = command.status().await.map_err(|e| EnvironmentError::Build(format!("cannot run {cargo}: {e}")))?;
+        if !status.success() {
+            return Err(EnvironmentError::Build(status.to_string()));
+        }
+    }
+    Ok(bin_dir)
+}

@@ -1,0 +1,414 @@
+//! Executors (k6's names and semantics) and the arrival schedules behind the open-model ones.
+//!
+//! Goose runs a closed model: each virtual user loops. The open model is added on top: all users
+//! of a stream share one [`ArrivalSchedule`] (a start instant and an atomic counter); a free user
+//! takes the next arrival and waits for its time; an arrival already later than the scenario's
+//! `max_lateness` when a user takes it found no free user in time and is *dropped*, as k6 drops
+//! iterations. Latency is measured from the arrival's intended time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio::time::Instant;
+
+use crate::scenario::{ExecutorKind, Stream, duration_text};
+
+/// One ramp stage: reach `target` over `duration`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// Rate (per time unit) or virtual users at the end of the stage.
+    #[serde(deserialize_with = "non_negative")]
+    pub target: f64,
+    /// How long the stage lasts.
+    #[serde(with = "duration_text")]
+    pub duration: Duration,
+}
+
+fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!("must be a number >= 0, got {value}")))
+    }
+}
+
+/// A validated executor. Rates are per second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "executor", rename_all = "kebab-case")]
+pub enum Executor {
+    /// `rate` arrivals per second for `duration`.
+    ConstantArrivalRate {
+        /// Arrivals per second.
+        rate: f64,
+        /// How long.
+        #[serde(with = "duration_text")]
+        duration: Duration,
+        /// Users allocated before the run (informational: goose allocates `max_vus`).
+        pre_allocated_vus: u32,
+        /// Most iterations in flight.
+        max_vus: u32,
+    },
+    /// A piecewise-linear arrival rate.
+    RampingArrivalRate {
+        /// Arrivals per second at the start.
+        start_rate: f64,
+        /// Stages with per-second targets.
+        stages: Vec<Stage>,
+        /// Users allocated before the run (informational).
+        pre_allocated_vus: u32,
+        /// Most iterations in flight.
+        max_vus: u32,
+    },
+    /// `vus` looping users for `duration`.
+    ConstantVus {
+        /// Users.
+        vus: u32,
+        /// How long.
+        #[serde(with = "duration_text")]
+        duration: Duration,
+    },
+    /// A piecewise-linear number of looping users.
+    RampingVus {
+        /// Users at the start.
+        start_vus: u32,
+        /// Stages with user-count targets.
+        stages: Vec<Stage>,
+    },
+}
+
+impl Executor {
+    /// Checks a stream's executor fields together.
+    pub fn from_stream(s: &Stream, duration: Duration) -> Result<Self, String> {
+        let per_second = 1.0 / s.time_unit.unwrap_or(Duration::from_secs(1)).as_secs_f64();
+        let pool = |name: &str| -> Result<(u32, u32), String> {
+            let max =
+                s.max_vus.or(s.pre_allocated_vus).ok_or(format!("{name} needs max_vus (or pre_allocated_vus)"))?;
+            let pre = s.pre_allocated_vus.unwrap_or(max);
+            if max == 0 {
+                return Err("max_vus must be > 0".into());
+            }
+            if max < pre {
+                return Err(format!("max_vus ({max}) is below pre_allocated_vus ({pre})"));
+            }
+            Ok((pre, max))
+        };
+        let stages = |name: &str| -> Result<Vec<Stage>, String> {
+            let stages = s.stages.clone().ok_or(format!("{name} needs stages"))?;
+            if stages.is_empty() || stages.iter().all(|st| st.duration.is_zero()) {
+                return Err("stages must last longer than 0s".into());
+            }
+            Ok(stages)
+        };
+        let unexpected = |fields: &[(&str, bool)]| -> Result<(), String> {
+            match fields.iter().find(|(_, present)| *present) {
+                Some((field, _)) => Err(format!("{field} does not apply to this executor")),
+                None => Ok(()),
+            }
+        };
+        match s.executor {
+            ExecutorKind::ConstantArrivalRate => {
+                unexpected(&[
+                    ("stages", s.stages.is_some()),
+                    ("vus", s.vus.is_some()),
+                    ("start_rate", s.start_rate.is_some()),
+                ])?;
+                let rate = s.rate.ok_or("constant-arrival-rate needs rate")?.0 * per_second;
+                let (pre_allocated_vus, max_vus) = pool("constant-arrival-rate")?;
+                Ok(Executor::ConstantArrivalRate { rate, duration, pre_allocated_vus, max_vus })
+            }
+            ExecutorKind::RampingArrivalRate => {
+                unexpected(&[("rate", s.rate.is_some()), ("vus", s.vus.is_some())])?;
+                let (pre_allocated_vus, max_vus) = pool("ramping-arrival-rate")?;
+                let stages = stages("ramping-arrival-rate")?
+                    .into_iter()
+                    .map(|st| Stage { target: st.target * per_second, ..st })
+                    .collect();
+                let start_rate = s.start_rate.map_or(0.0, |r| r.0) * per_second;
+                Ok(Executor::RampingArrivalRate { start_rate, stages, pre_allocated_vus, max_vus })
+            }
+            ExecutorKind::ConstantVus => {
+                unexpected(&[
+                    ("rate", s.rate.is_some()),
+                    ("stages", s.stages.is_some()),
+                    ("max_vus", s.max_vus.is_some()),
+                ])?;
+                let vus = s.vus.filter(|v| *v > 0).ok_or("constant-vus needs vus > 0")?;
+                Ok(Executor::ConstantVus { vus, duration })
+            }
+            ExecutorKind::RampingVus => {
+                unexpected(&[("rate", s.rate.is_some()), ("max_vus", s.max_vus.is_some())])?;
+                Ok(Executor::RampingVus { start_vus: s.start_vus.unwrap_or(0), stages: stages("ramping-vus")? })
+            }
+        }
+    }
+
+    /// How long the executor runs.
+    pub fn duration(&self) -> Duration {
+        match self {
+            Executor::ConstantArrivalRate { duration, .. } | Executor::ConstantVus { duration, .. } => *duration,
+            Executor::RampingArrivalRate { stages, .. } | Executor::RampingVus { stages, .. } => {
+                stages.iter().map(|s| s.duration).sum()
+            }
+        }
+    }
+
+    /// Users goose allocates for this stream (goose cannot add users during a run).
+    pub fn pool_size(&self) -> usize {
+        match self {
+            Executor::ConstantArrivalRate { max_vus, .. } | Executor::RampingArrivalRate { max_vus, .. } => {
+                *max_vus as usize
+            }
+            Executor::ConstantVus { vus, .. } => *vus as usize,
+            Executor::RampingVus { start_vus, stages } => {
+                stages.iter().map(|s| s.target.ceil() as usize).max().unwrap_or(0).max(*start_vus as usize).max(1)
+            }
+        }
+    }
+
+    /// True for the open-model (arrival-rate) executors.
+    pub fn is_open(&self) -> bool {
+        matches!(self, Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. })
+    }
+
+    /// The arrival rate curve (open model only).
+    pub fn rate_curve(&self) -> Option<RateCurve> {
+        match self {
+            Executor::ConstantArrivalRate { rate, duration, .. } => {
+                Some(RateCurve::new(*rate, &[Stage { target: *rate, duration: *duration }]))
+            }
+            Executor::RampingArrivalRate { start_rate, stages, .. } => Some(RateCurve::new(*start_rate, stages)),
+            _ => None,
+        }
+    }
+
+    /// Target arrivals per second at `t` (open model), or None.
+    pub fn target_rate_at(&self, t: Duration) -> Option<f64> {
+        self.rate_curve().map(|c| c.rate_at(t))
+    }
+
+    /// Active virtual users at `t` (closed model).
+    pub fn vus_at(&self, t: Duration) -> usize {
+        match self {
+            Executor::ConstantVus { vus, .. } => *vus as usize,
+            Executor::RampingVus { start_vus, stages } => {
+                RateCurve::new(f64::from(*start_vus), stages).rate_at(t).round() as usize
+            }
+            _ => self.pool_size(),
+        }
+    }
+
+    /// Replaces the rate of a constant-arrival-rate executor.
+    pub fn set_rate(&mut self, new_rate: f64) -> Result<(), String> {
+        match self {
+            Executor::ConstantArrivalRate { rate, .. } => {
+                *rate = new_rate;
+                Ok(())
+            }
+            _ => Err("a rate override applies only to constant-arrival-rate streams".into()),
+        }
+    }
+
+    /// Replaces the duration of a constant executor.
+    pub fn set_duration(&mut self, new_duration: Duration) -> Result<(), String> {
+        match self {
+            Executor::ConstantArrivalRate { duration, .. } | Executor::ConstantVus { duration, .. } => {
+                *duration = new_duration;
+                Ok(())
+            }
+            _ => Err("a duration override applies only to constant executors; ramping ones follow their stages".into()),
+        }
+    }
+
+    /// Replaces the number of users (constant-vus) or the in-flight limit (arrival-rate).
+    pub fn set_vus(&mut self, new_vus: u32) -> Result<(), String> {
+        match self {
+            Executor::ConstantVus { vus, .. } => *vus = new_vus,
+            Executor::ConstantArrivalRate { max_vus, pre_allocated_vus, .. }
+            | Executor::RampingArrivalRate { max_vus, pre_allocated_vus, .. } => {
+                *max_vus = new_vus;
+                *pre_allocated_vus = (*pre_allocated_vus).min(new_vus);
+            }
+            Executor::RampingVus { .. } => return Err("ramping-vus follows its stages".into()),
+        }
+        Ok(())
+    }
+}
+
+/// A piecewise-linear rate over time, and the inverse of its integral (when arrival `i` is due).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateCurve {
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Segment {
+    start: f64,
+    length: f64,
+    from: f64,
+    to: f64,
+    arrivals_before: f64,
+}
+
+impl RateCurve {
+    /// Starts at `start` and follows `stages` linearly.
+    pub fn new(start: f64, stages: &[Stage]) -> Self {
+        let mut segments = Vec::with_capacity(stages.len());
+        let (mut at, mut from, mut arrivals) = (0.0, start, 0.0);
+        for stage in stages {
+            let length = stage.duration.as_secs_f64();
+            segments.push(Segment { start: at, length, from, to: stage.target, arrivals_before: arrivals });
+            arrivals += (from + stage.target) / 2.0 * length;
+            at += length;
+            from = stage.target;
+        }
+        Self { segments }
+    }
+
+    /// The rate at `t` (0 after the end).
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let t = t.as_secs_f64();
+        self.segments
+            .iter()
+            .find(|s| t >= s.start && t < s.start + s.length)
+            .map_or(0.0, |s| s.from + (s.to - s.from) * (t - s.start) / s.length)
+    }
+
+    /// Arrivals in the whole curve (the integral, rounded down).
+    pub fn total_arrivals(&self) -> u64 {
+        self.segments.last().map_or(0, |s| (s.arrivals_before + (s.from + s.to) / 2.0 * s.length + 1e-9).floor() as u64)
+    }
+
+    /// Arrivals due by `t` (the integral up to `t`).
+    pub fn arrivals_by(&self, t: Duration) -> f64 {
+        let t = t.as_secs_f64();
+        let mut total = 0.0;
+        for s in &self.segments {
+            if t <= s.start {
+                break;
+            }
+            let tau = (t - s.start).min(s.length);
+            total = s.arrivals_before + s.from * tau + (s.to - s.from) / (2.0 * s.length) * tau * tau;
+        }
+        total
+    }
+
+    /// When arrival `i` (0-based) is due: the time at which the integral reaches `i`.
+    pub fn time_of(&self, i: u64) -> Option<Duration> {
+        let i = i as f64;
+        let segment = self.segments.iter().find(|s| i < s.arrivals_before + (s.from + s.to) / 2.0 * s.length - 1e-9)?;
+        let x = i - segment.arrivals_before;
+        let a = (segment.to - segment.from) / (2.0 * segment.length);
+        let b = segment.from;
+        let tau = if a.abs() < 1e-12 { x / b } else { (-b + (b * b + 4.0 * a * x).max(0.0).sqrt()) / (2.0 * a) };
+        Some(Duration::from_secs_f64(segment.start + tau.clamp(0.0, segment.length)))
+    }
+}
+
+/// What a user gets when it asks for the next arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Arrival `index`, intended to start at `at`.
+    Due {
+        /// Its position in the schedule.
+        index: u64,
+        /// Its intended start.
+        at: Instant,
+    },
+    /// The schedule is exhausted.
+    Finished,
+}
+
+/// The shared arrival schedule of one open-model stream.
+#[derive(Debug)]
+pub struct ArrivalSchedule {
+    start: Instant,
+    curve: RateCurve,
+    total: u64,
+    next: AtomicU64,
+}
+
+impl ArrivalSchedule {
+    /// A schedule following `curve` from `start`.
+    pub fn new(start: Instant, curve: RateCurve) -> Self {
+        let total = curve.total_arrivals();
+        Self { start, curve, total, next: AtomicU64::new(0) }
+    }
+
+    /// When the schedule starts.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Takes the next arrival.
+    pub fn take(&self) -> Arrival {
+        let index = self.next.fetch_add(1, Ordering::Relaxed);
+        if index >= self.total {
+            return Arrival::Finished;
+        }
+        match self.curve.time_of(index) {
+            Some(offset) => Arrival::Due { index, at: self.start + offset },
+            None => Arrival::Finished,
+        }
+    }
+
+    /// Arrivals in the whole schedule.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The rate curve.
+    pub fn curve(&self) -> &RateCurve {
+        &self.curve
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(target: f64, secs: u64) -> Stage {
+        Stage { target, duration: Duration::from_secs(secs) }
+    }
+
+    #[test]
+    fn a_constant_rate_spaces_arrivals_evenly() {
+        let curve = RateCurve::new(100.0, &[stage(100.0, 10)]);
+        assert_eq!(curve.total_arrivals(), 1000);
+        assert_eq!(curve.time_of(0), Some(Duration::ZERO));
+        assert_eq!(curve.time_of(250), Some(Duration::from_millis(2500)));
+        assert_eq!(curve.time_of(999), Some(Duration::from_millis(9990)));
+        assert_eq!(curve.time_of(1000), None);
+    }
+
+    #[test]
+    fn a_ramp_follows_the_integral_of_its_rate() {
+        // 0 → 100/s over 10 s: 500 arrivals; arrival i at sqrt(2 i / 10) s.
+        let curve = RateCurve::new(0.0, &[stage(100.0, 10), stage(100.0, 5)]);
+        assert_eq!(curve.total_arrivals(), 1000);
+        let t = curve.time_of(125).unwrap().as_secs_f64();
+        assert!((t - 5.0).abs() < 1e-9, "{t}");
+        let t = curve.time_of(600).unwrap().as_secs_f64();
+        assert!((t - 11.0).abs() < 1e-9, "{t}");
+        assert!((curve.rate_at(Duration::from_secs(5)) - 50.0).abs() < 1e-9);
+        assert!((curve.arrivals_by(Duration::from_secs(10)) - 500.0).abs() < 1e-9);
+        // Monotonic everywhere.
+        let times: Vec<Duration> = (0..1000).map(|i| curve.time_of(i).unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn the_schedule_hands_out_each_arrival_once_then_finishes() {
+        let start = Instant::now();
+        let schedule = ArrivalSchedule::new(start, RateCurve::new(10.0, &[stage(10.0, 1)]));
+        let mut seen = Vec::new();
+        while let Arrival::Due { index, at } = schedule.take() {
+            assert_eq!(at, start + Duration::from_millis(100 * index));
+            seen.push(index);
+        }
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(schedule.take(), Arrival::Finished);
+    }
+}

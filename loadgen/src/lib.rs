@@ -1,0 +1,40 @@
+//! # Gauntlet's harness
+//!
+//! Drives REST and gRPC load at the challenge service on goose, measures it truthfully (open
+//! model, latency from the intended start, HDR histograms), and writes a results folder.
+//!
+//! # Layout
+//!
+//! The flow is CLI options → [`plan::Plan`] → an environment → the engine with the sampler →
+//! a results folder; each arrow is a plain data type.
+//!
+//! - [`scenario`]: scenario files (YAML) and their validation; [`scenarios`]: the built-in ones.
+//! - [`executor`]: k6's executors and the arrival schedules of the open model.
+//! - [`threshold`]: k6-style thresholds (`p(95)<200`, `rate<0.01`).
+//! - [`plan`]: command-line options validated into a plan.
+//! - [`environment`]: a self-provisioned PostgreSQL + SUT, or an external target.
+//! - [`engine`]: goose users paced by the schedules; [`workload`]: what each operation sends.
+//! - [`recorder`]: HDR histograms per operation, per run and per second.
+//! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
+//! - [`run`]: one run from plan to results.
+
+pub mod engine;
+pub mod environment;
+pub mod executor;
+pub mod plan;
+pub mod recorder;
+pub mod results;
+pub mod run;
+pub mod scenario;
+pub mod scenarios;
+pub mod summary;
+pub mod terminal;
+pub mod threshold;
+pub mod workload;
+
+/// Exit code when every threshold passed.
+pub const EXIT_PASSED: i32 = 0;
+/// Exit code when the run finished but a threshold failed (k6 uses 99 too).
+pub const EXIT_THRESHOLDS_FAILED: i32 = 99;
+/// Exit code when the run could not be done (bad input, unreachable target, setup failure).
+pub const EXIT_ERROR: i32 = 1;

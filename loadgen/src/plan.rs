@@ -1,0 +1,440 @@
+//! Command-line options turned into a validated [`Plan`]: the scenario with its overrides, the
+//! target, the authentication, and where results go. Bad combinations are refused here, with a
+//! message naming the option, so they never reach the engine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::engine::StreamPlan;
+use crate::executor::Executor;
+use crate::scenario::{OperationKind, Scenario, ScenarioError};
+
+/// Options shared by every run subcommand.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// REST arrival rate (requests/s) of the scenario's API stream.
+    #[arg(long)]
+    pub rps: Option<f64>,
+    /// Event arrival rate (events/s) of the scenario's event stream.
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Load duration of constant executors, e.g. 30s or 5m.
+    #[arg(long, value_parser = sut::duration::clap_parser)]
+    pub duration: Option<Duration>,
+    /// Virtual users: constant-vus users, or the in-flight limit (max_vus) of arrival-rate streams.
+    #[arg(long)]
+    pub vus: Option<u32>,
+    /// Target an existing REST API (e.g. http://127.0.0.1:8080) instead of provisioning one.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// Target an existing event handler (e.g. http://127.0.0.1:6565) instead of provisioning one.
+    #[arg(long)]
+    pub grpc_url: Option<String>,
+    /// Results folder (default: results/<UTC timestamp>-<scenario>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// With an external target: a JSON file of tokens, `[{"userId": "...", "token": "..."}]`,
+    /// aligned with the users fixture.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+    /// With an external target: send `X-Mock-User-Id` instead of tokens (its auth is disabled).
+    #[arg(long)]
+    pub mock_auth: bool,
+    /// Users fixture (default: fixtures/users.json).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Challenge configuration for a provisioned SUT (default: fixtures/challenges.json).
+    #[arg(long)]
+    pub challenges: Option<PathBuf>,
+    /// Namespace of the deployment and its events.
+    #[arg(long, default_value = "test")]
+    pub namespace: String,
+    /// REST path prefix of the target.
+    #[arg(long, default_value = "/challenge")]
+    pub base_path: String,
+    /// gRPC connections shared by the event users (the platform uses one).
+    #[arg(long, default_value_t = 1)]
+    pub grpc_connections: usize,
+    /// Timeout of one request or call.
+    #[arg(long, default_value = "10s", value_parser = sut::duration::clap_parser)]
+    pub request_timeout: Duration,
+    /// Refuse runs whose load lasts longer than this.
+    #[arg(long, default_value = "2h", value_parser = sut::duration::clap_parser)]
+    pub max_duration: Duration,
+    /// Provisioned reward mock latency, e.g. uniform:50ms..200ms.
+    #[arg(long)]
+    pub reward_latency: Option<String>,
+    /// Provisioned reward mock failure rate (0–1).
+    #[arg(long)]
+    pub reward_failure_rate: Option<f64>,
+    /// Less output: no per-second progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Where the load goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Target {
+    /// The harness provisions PostgreSQL and the SUT itself.
+    SelfProvisioned,
+    /// An existing deployment.
+    External {
+        /// REST base URL.
+        api_url: Option<String>,
+        /// gRPC URL.
+        grpc_url: Option<String>,
+    },
+}
+
+/// How REST requests authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthPlan {
+    /// Tokens minted from the provisioned SUT's secret, one per fixture user.
+    MintedJwt,
+    /// Tokens read from a file.
+    TokensFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The mock-user header.
+    MockHeader,
+}
+
+/// A validated run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// The scenario, overrides applied.
+    pub scenario: Scenario,
+    /// Each stream's validated executor.
+    pub executors: BTreeMap<String, Executor>,
+    /// The target.
+    pub target: Target,
+    /// REST authentication.
+    pub auth: AuthPlan,
+    /// Results folder.
+    pub out: PathBuf,
+    /// Users fixture.
+    pub users_file: PathBuf,
+    /// Challenge configuration for a provisioned SUT.
+    pub challenges_file: PathBuf,
+    /// Namespace.
+    pub namespace: String,
+    /// REST path prefix.
+    pub base_path: String,
+    /// gRPC connections.
+    pub grpc_connections: usize,
+    /// Request timeout.
+    #[serde(with = "crate::scenario::duration_text")]
+    pub request_timeout: Duration,
+    /// Extra arguments for provisioned services.
+    pub service_args: BTreeMap<String, Vec<String>>,
+    /// Suppress progress lines.
+    pub quiet: bool,
+}
+
+/// Why the options can't make a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The scenario file is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// An option is invalid or does not fit the scenario.
+    #[error("{0}")]
+    Option(String),
+}
+
+fn option_error(message: impl Into<String>) -> PlanError {
+    PlanError::Option(message.into())
+}
+
+/// The repository's root, when running from a checkout.
+pub fn workspace_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if root.join("fixtures").is_dir() { root } else { PathBuf::from(".") }
+}
+
+impl Plan {
+    /// Validates `scenario` with `args`.
+    pub fn new(mut scenario: Scenario, args: &RunArgs) -> Result<Self, PlanError> {
+        let mut executors = BTreeMap::new();
+        for (name, stream) in &scenario.streams {
+            let mut executor = stream.executor(scenario.duration).map_err(option_error)?;
+            let rest = stream.is_rest();
+            let events = stream.operations.keys().all(|o| matches!(o, OperationKind::Login | OperationKind::Stat));
+            let rate = if rest {
+                args.rps
+            } else if events {
+                args.eps
+            } else {
+                None
+            };
+            if let Some(rate) = rate {
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(option_error(format!("--{} must be > 0", if rest { "rps" } else { "eps" })));
+                }
+                executor.set_rate(rate).map_err(|e| {
+                    option_error(format!("--{}: stream '{name}': {e}", if rest { "rps" } else { "eps" }))
+                })?;
+            }
+            if let Some(duration) = args.duration {
+                if duration.is_zero() {
+                    return Err(option_error("--duration must be > 0"));
+                }
+                executor
+                    .set_duration(duration)
+                    .map_err(|e| option_error(format!("--duration: stream '{name}': {e}")))?;
+            }
+            if let Some(vus) = args.vus {
+                if vus == 0 {
+                    return Err(option_error("--vus must be > 0"));
+                }
+                executor.set_vus(vus).map_err(|e| option_error(format!("--vus: stream '{name}': {e}")))?;
+            }
+            executors.insert(name.clone(), executor);
+        }
+        if let Some(duration) = args.duration {
+            scenario.duration = duration;
+        }
+        for (flag, given, wanted) in [("--rps", args.rps.is_some(), true), ("--eps", args.eps.is_some(), false)] {
+            let matches = |s: &crate::scenario::Stream| {
+                if wanted {
+                    s.is_rest()
+                } else {
+                    s.operations.keys().all(|o| matches!(o, OperationKind::Login | OperationKind::Stat))
+                }
+            };
+            if given && !scenario.streams.values().any(matches) {
+                return Err(option_error(format!("{flag}: scenario '{}' has no such stream", scenario.name)));
+            }
+        }
+        let longest = executors.values().map(Executor::duration).max().unwrap_or_default();
+        if longest > args.max_duration {
+            return Err(option_error(format!(
+                "the load would last {}s, longer than --max-duration {}s",
+                longest.as_secs(),
+                args.max_duration.as_secs()
+            )));
+        }
+        let needs_rest = scenario
+            .streams
+            .values()
+            .any(|s| s.operations.keys().any(|o| o.is_rest() || *o == OperationKind::EndToEnd));
+        let needs_grpc = scenario.streams.values().any(|s| s.is_grpc());
+        let target = target(args, needs_rest, needs_grpc)?;
+        let auth = match (&target, &args.tokens, args.mock_auth) {
+            (Target::SelfProvisioned, None, false) => AuthPlan::MintedJwt,
+            (Target::SelfProvisioned, _, _) => {
+                return Err(option_error("--tokens and --mock-auth apply to external targets (--api-url)"));
+            }
+            (Target::External { .. }, Some(_), true) => {
+                return Err(option_error("give either --tokens or --mock-auth, not both"));
+            }
+            (Target::External { .. }, Some(path), false) => AuthPlan::TokensFile { path: path.clone() },
+            (Target::External { .. }, None, true) => AuthPlan::MockHeader,
+            (Target::External { .. }, None, false) if needs_rest => {
+                return Err(option_error(
+                    "an external REST target needs --tokens FILE (tokens for the users fixture) or --mock-auth",
+                ));
+            }
+            (Target::External { .. }, None, false) => AuthPlan::MockHeader,
+        };
+        if args.grpc_connections == 0 {
+            return Err(option_error("--grpc-connections must be > 0"));
+        }
+        if args.request_timeout.is_zero() {
+            return Err(option_error("--request-timeout must be > 0"));
+        }
+        let mut service_args = BTreeMap::new();
+        if target == Target::SelfProvisioned {
+            let mut mock = Vec::new();
+            if let Some(latency) = &args.reward_latency {
+                latency.parse::<sut::reward::Latency>().map_err(|e| option_error(format!("--reward-latency: {e}")))?;
+                mock.extend(["--latency".to_owned(), latency.clone()]);
+            }
+            if let Some(rate) = args.reward_failure_rate {
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(option_error("--reward-failure-rate must be between 0 and 1"));
+                }
+                mock.extend(["--failure-rate".to_owned(), rate.to_string()]);
+            }
+            service_args.insert("reward-mock".to_owned(), mock);
+        } else if args.reward_latency.is_some() || args.reward_failure_rate.is_some() {
+            return Err(option_error("--reward-latency and --reward-failure-rate apply to a provisioned SUT"));
+        }
+        let root = workspace_root();
+        let out =
+            args.out.clone().unwrap_or_else(|| crate::results::default_path(&root.join("results"), &scenario.name));
+        Ok(Self {
+            executors,
+            target,
+            auth,
+            out,
+            users_file: args.users.clone().unwrap_or_else(|| root.join("fixtures/users.json")),
+            challenges_file: args.challenges.clone().unwrap_or_else(|| root.join("fixtures/challenges.json")),
+            namespace: args.namespace.clone(),
+            base_path: args.base_path.trim_end_matches('/').to_owned(),
+            grpc_connections: args.grpc_connections,
+            request_timeout: args.request_timeout,
+            service_args,
+            quiet: args.quiet,
+            scenario,
+        })
+    }
+
+    /// The streams as the engine runs them.
+    pub fn stream_plans(&self) -> Vec<StreamPlan> {
+        self.scenario
+            .streams
+            .iter()
+            .map(|(name, stream)| StreamPlan {
+                name: name.clone(),
+                executor: self.executors[name].clone(),
+                operations: stream.operations.clone(),
+            })
+            .collect()
+    }
+
+    /// How long the load lasts.
+    pub fn duration(&self) -> Duration {
+        self.executors.values().map(Executor::duration).max().unwrap_or_default()
+    }
+}
+
+fn target(args: &RunArgs, needs_rest: bool, needs_grpc: bool) -> Result<Target, PlanError> {
+    if args.api_url.is_none() && args.grpc_url.is_none() {
+        return Ok(Target::SelfProvisioned);
+    }
+    if needs_rest && args.api_url.is_none() {
+        return Err(option_error("this scenario sends REST requests: give --api-url too (or neither URL)"));
+    }
+    if needs_grpc && args.grpc_url.is_none() {
+        return Err(option_error("this scenario sends events: give --grpc-url too (or neither URL)"));
+    }
+    for (flag, url) in [("--api-url", &args.api_url), ("--grpc-url", &args.grpc_url)] {
+        if let Some(url) = url {
+            check_loopback(flag, url)?;
+        }
+    }
+    Ok(Target::External {
+        api_url: args.api_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+        grpc_url: args.grpc_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
+    })
+}
+
+/// Load goes to loopback addresses only: a remote deployment is reached through a tunnel or
+/// port-forward to 127.0.0.1.
+fn check_loopback(flag: &str, url: &str) -> Result<(), PlanError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| option_error(format!("{flag} '{url}': {e}")))?;
+    if !matches!(parsed.scheme(), "http") {
+        return Err(option_error(format!("{flag} '{url}': only http:// targets are supported")));
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if !loopback {
+        return Err(option_error(format!(
+            "{flag} '{url}': load goes to loopback addresses only; reach a remote deployment through a \
+             port-forward or tunnel to 127.0.0.1"
+        )));
+    }
+    if parsed.port_or_known_default().is_none() {
+        return Err(option_error(format!("{flag} '{url}': give a port")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::builtin;
+
+    fn plan(name: &str, args: RunArgs) -> Result<Plan, PlanError> {
+        Plan::new(
+            builtin(name).unwrap(),
+            &RunArgs {
+                max_duration: Duration::from_secs(7200),
+                namespace: "test".into(),
+                grpc_connections: 1,
+                request_timeout: Duration::from_secs(10),
+                ..args
+            },
+        )
+    }
+
+    #[test]
+    fn overrides_reach_the_matching_streams() {
+        let p = plan(
+            "scenario3",
+            RunArgs {
+                rps: Some(123.0),
+                eps: Some(456.0),
+                duration: Some(Duration::from_secs(7)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let rates: Vec<f64> = p.executors.values().filter_map(|e| e.target_rate_at(Duration::ZERO)).collect();
+        assert!(rates.contains(&123.0) && rates.contains(&456.0), "{rates:?}");
+        assert_eq!(p.duration(), Duration::from_secs(7));
+        assert_eq!(p.target, Target::SelfProvisioned);
+        assert_eq!(p.auth, AuthPlan::MintedJwt);
+    }
+
+    #[test]
+    fn bad_combinations_are_refused_with_the_option_named() {
+        let e = plan("scenario2", RunArgs { rps: Some(10.0), ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("--rps"), "{e}");
+        let e = plan("scenario3", RunArgs { api_url: Some("http://127.0.0.1:8080".into()), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--grpc-url"), "{e}");
+        let e = plan(
+            "scenario1",
+            RunArgs { api_url: Some("http://10.1.2.3:8080".into()), mock_auth: true, ..Default::default() },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("loopback"), "{e}");
+        let e = plan("scenario1", RunArgs { api_url: Some("http://127.0.0.1:8080".into()), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--tokens"), "{e}");
+        let e = plan("scenario1", RunArgs { duration: Some(Duration::from_secs(3 * 3600)), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--max-duration"), "{e}");
+        let e = plan("scenario1", RunArgs { mock_auth: true, ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("external"), "{e}");
+    }
+
+    #[test]
+    fn an_external_target_with_mock_auth_is_accepted() {
+        let p = plan(
+            "scenario3",
+            RunArgs {
+                api_url: Some("http://localhost:8080/".into()),
+                grpc_url: Some("http://127.0.0.1:6565".into()),
+                mock_auth: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            p.target,
+            Target::External {
+                api_url: Some("http://localhost:8080".into()),
+                grpc_url: Some("http://127.0.0.1:6565".into())
+            }
+        );
+        assert_eq!(p.auth, AuthPlan::MockHeader);
+    }
+}

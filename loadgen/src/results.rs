@@ -1,0 +1,244 @@
+//! The results folder, written so that it is never half-written: everything goes into
+//! `<name>.partial/` (time series and HDR interval logs as the run goes, JSON files by write-then-
+//! rename), and the folder is renamed to `<name>/` when the run ends — normally, on Ctrl-C, or on
+//! a failure. A crash leaves the `.partial` folder, readable up to its last second.
+//!
+//! Contents: `run.json` (plan, versions, machine, outcome), `summary.json`, `timeseries.csv` (one
+//! row per operation and second), `hdr/<operation>.{latency,service}.hlog` (HdrHistogram interval
+//! logs, microseconds), `logs/` (the services' output, when the harness started them).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use serde::Serialize;
+
+use crate::recorder::{IntervalSnapshot, Operation};
+
+/// The columns of `timeseries.csv`.
+pub const TIMESERIES_HEADER: &str = "t_s,operation,target_rate,requests,errors,dropped,in_flight,\
+latency_p50_ms,latency_p95_ms,latency_p99_ms,latency_max_ms,service_p50_ms,service_p95_ms,service_p99_ms";
+
+/// A results folder being written.
+pub struct ResultsDir {
+    final_path: PathBuf,
+    partial_path: PathBuf,
+    timeseries: BufWriter<File>,
+    hdr: BTreeMap<(Operation, &'static str), BufWriter<File>>,
+    serializer: V2DeflateSerializer,
+    base: SystemTime,
+}
+
+impl std::fmt::Debug for ResultsDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultsDir").field("final_path", &self.final_path).finish()
+    }
+}
+
+impl ResultsDir {
+    /// Creates `<path>.partial/`; refuses if `path` already exists.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        if path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists already; choose another --out", path.display()),
+            ));
+        }
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial_path = PathBuf::from(partial);
+        std::fs::create_dir_all(partial_path.join("hdr"))?;
+        std::fs::create_dir_all(partial_path.join("logs"))?;
+        let mut timeseries = BufWriter::new(File::create(partial_path.join("timeseries.csv"))?);
+        writeln!(timeseries, "{TIMESERIES_HEADER}")?;
+        Ok(Self {
+            final_path: path.to_path_buf(),
+            partial_path,
+            timeseries,
+            hdr: BTreeMap::new(),
+            serializer: V2DeflateSerializer::new(),
+            base: SystemTime::now(),
+        })
+    }
+
+    /// Where the services' logs go.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.partial_path.join("logs")
+    }
+
+    /// The folder being written.
+    pub fn partial_path(&self) -> &Path {
+        &self.partial_path
+    }
+
+    /// The folder the results end up in.
+    pub fn final_path(&self) -> &Path {
+        &self.final_path
+    }
+
+    /// Sets the wall-clock time the HDR logs count from (the schedules' start).
+    pub fn set_base_time(&mut self, base: SystemTime) {
+        self.base = base;
+    }
+
+    /// Writes `value` as pretty JSON to `name`, through a temporary file and a rename.
+    pub fn write_json(&self, name: &str, value: &impl Serialize) -> std::io::Result<()> {
+        write_json_atomically(&self.partial_path.join(name), value)
+    }
+
+    /// Appends one second of every active operation: a time-series row and an interval in each
+    /// HDR log. `t` is the interval's end, seconds since the base time.
+    pub fn write_interval(
+        &mut self,
+        t: f64,
+        snapshots: &[IntervalSnapshot],
+        targets: &BTreeMap<Operation, f64>,
+    ) -> std::io::Result<()> {
+        for s in snapshots {
+            let target = targets.get(&s.operation).copied();
+            if s.requests == 0 && s.dropped == 0 && s.in_flight == 0 && target.is_none() {
+                continue;
+            }
+            let ms =
+                |h: &Histogram<u64>, q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 };
+            writeln!(
+                self.timeseries,
+                "{t:.0},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
+                s.operation.name(),
+                target.map_or(String::new(), |r| format!("{r:.3}")),
+                s.requests,
+                s.errors,
+                s.dropped,
+                s.in_flight,
+                ms(&s.latency, 0.5),
+                ms(&s.latency, 0.95),
+                ms(&s.latency, 0.99),
+                if s.latency.is_empty() { 0.0 } else { s.latency.max() as f64 / 1000.0 },
+                ms(&s.service, 0.5),
+                ms(&s.service, 0.95),
+                ms(&s.service, 0.99),
+            )?;
+            self.write_hdr(s.operation, "latency", t - 1.0, &s.latency)?;
+            self.write_hdr(s.operation, "service", t - 1.0, &s.service)?;
+        }
+        self.timeseries.flush()?;
+        for log in self.hdr.values_mut() {
+            log.flush()?;
+        }
+        Ok(())
+    }
+
+    fn write_hdr(&mut self, op: Operation, kind: &'static str, start: f64, h: &Histogram<u64>) -> std::io::Result<()> {
+        if !self.hdr.contains_key(&(op, kind)) {
+            let path = self.partial_path.join("hdr").join(format!("{}.{kind}.hlog", op.slug()));
+            let mut log = BufWriter::new(File::create(path)?);
+            let base = self.base.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            writeln!(log, "#[{} {kind} of '{}', values in microseconds]", "Gauntlet", op.name())?;
+            writeln!(log, "#[Histogram log format version 1.3]")?;
+            writeln!(log, "#[StartTime: {base:.3} (seconds since epoch)]")?;
+            writeln!(log, "#[BaseTime: {base:.3} (seconds since epoch)]")?;
+            writeln!(log, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
+            self.hdr.insert((op, kind), log);
+        }
+        let mut bytes = Vec::new();
+        self.serializer
+            .serialize(h, &mut bytes)
+            .map_err(|e| std::io::Error::other(format!("HDR serialisation: {e:?}")))?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let max_ms = if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 };
+        let log = self.hdr.get_mut(&(op, kind)).expect("inserted above");
+        writeln!(log, "{:.3},{:.3},{max_ms:.3},{encoded}", start.max(0.0), 1.0)
+    }
+
+    /// Flushes everything and renames the folder to its final name.
+    pub fn finish(mut self) -> std::io::Result<PathBuf> {
+        self.timeseries.flush()?;
+        for log in self.hdr.values_mut() {
+            log.flush()?;
+        }
+        drop(self.hdr);
+        std::fs::rename(&self.partial_path, &self.final_path)?;
+        Ok(self.final_path)
+    }
+}
+
+/// Writes JSON through `<path>.tmp` and a rename, so readers never see half a file.
+pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut file = BufWriter::new(File::create(&tmp)?);
+        serde_json::to_writer_pretty(&mut file, value).map_err(std::io::Error::other)?;
+        writeln!(file)?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads every interval of an HDR log written by [`ResultsDir`] (for reports and tests).
+pub fn read_hdr_log(path: &Path) -> std::io::Result<Vec<(f64, Histogram<u64>)>> {
+    use hdrhistogram::serialization::Deserializer;
+    let text = std::fs::read_to_string(path)?;
+    let mut deserializer = Deserializer::new();
+    let mut intervals = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.starts_with('"')) {
+        let mut fields = line.splitn(4, ',');
+        let start: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or_default();
+        let encoded = fields.nth(2).unwrap_or_default();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(std::io::Error::other)?;
+        let h: Histogram<u64> =
+            deserializer.deserialize(&mut &bytes[..]).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        intervals.push((start, h));
+    }
+    Ok(intervals)
+}
+
+/// A default results folder: `results/<UTC timestamp>-<scenario>`.
+pub fn default_path(root: &Path, scenario: &str) -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    root.join(format!("{stamp}-{scenario}"))
+}
+
+/// Seconds as a `Duration`, for callers holding floats.
+pub fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recorder::{Recorder, new_histogram};
+
+    #[test]
+    fn intervals_round_trip_through_the_hdr_log_and_the_folder_is_renamed() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("run");
+        let mut dir = ResultsDir::create(&path).unwrap();
+        let recorder = Recorder::new();
+        let now = tokio::time::Instant::now();
+        for ms in [1u64, 2, 3, 400] {
+            recorder.record(Operation::Stat, now, now, now + Duration::from_millis(ms), None);
+        }
+        let targets = BTreeMap::from([(Operation::Stat, 4.0)]);
+        dir.write_interval(1.0, &recorder.take_intervals(), &targets).unwrap();
+        dir.write_json("summary.json", &serde_json::json!({"ok": true})).unwrap();
+        assert!(ResultsDir::create(&path).is_err() || path.with_extension("partial").exists());
+        let final_path = dir.finish().unwrap();
+        assert_eq!(final_path, path);
+        let intervals = read_hdr_log(&path.join("hdr/onmessage-stat.latency.hlog")).unwrap();
+        assert_eq!(intervals.len(), 1);
+        assert_eq!(intervals[0].1.len(), 4);
+        let mut expected = new_histogram();
+        for ms in [1u64, 2, 3, 400] {
+            expected.record(ms * 1000).unwrap();
+        }
+        assert_eq!(intervals[0].1.max(), expected.max());
+        let csv = std::fs::read_to_string(path.join("timeseries.csv")).unwrap();
+        assert!(csv.lines().nth(1).unwrap().starts_with("1,OnMessage stat,4.000,4,0,0,0,"), "{csv}");
+        assert!(ResultsDir::create(&path).is_err(), "an existing folder is never overwritten");
+    }
+}

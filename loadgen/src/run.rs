@@ -1,0 +1,444 @@
+//! One run from plan to results: set up the target, run the engine with the per-second sampler
+//! beside it, summarise, evaluate thresholds, write the results folder, tear down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::engine::{self, EngineError, EngineOptions};
+use crate::environment::{Endpoints, EnvironmentError, ProvisionSettings, Provisioned};
+use crate::plan::{AuthPlan, Plan, Target};
+use crate::recorder::{Operation, Recorder};
+use crate::results::ResultsDir;
+use crate::scenario::OperationKind;
+use crate::summary::{self, Summary, TotalsSource};
+use crate::threshold;
+use crate::workload::{RestAuth, Workload};
+
+/// Why a run failed (as opposed to finishing with failed thresholds).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The results folder could not be written.
+    #[error("results folder: {0}")]
+    Results(#[from] std::io::Error),
+    /// A fixture is unreadable or inconsistent.
+    #[error("{0}")]
+    Fixture(String),
+    /// The target could not be set up or reached.
+    #[error("{0}")]
+    Environment(#[from] EnvironmentError),
+    /// The target is not reachable.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The summary written to `summary.json`.
+    pub summary: Summary,
+    /// The results folder.
+    pub folder: PathBuf,
+}
+
+/// `run.json`: what ran, where, with what, and how it ended.
+#[derive(Debug, Serialize)]
+struct RunInfo<'a> {
+    loadgen_version: &'static str,
+    git_commit: Option<String>,
+    started_at: String,
+    finished_at: Option<String>,
+    machine: Machine,
+    plan: &'a Plan,
+    endpoints: Option<Endpoints>,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    error: Option<String>,
+    interrupted: Option<String>,
+    shutdown_notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    hostname: String,
+    cpus: usize,
+    memory_bytes: Option<u64>,
+    os: String,
+    kernel: String,
+}
+
+impl Machine {
+    fn read() -> Self {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_bytes = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024);
+        Self {
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_bytes,
+            os: std::env::consts::OS.to_owned(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        }
+    }
+}
+
+fn git_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Runs `plan` to the end and writes its results folder.
+pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
+    let results = ResultsDir::create(&plan.out)?;
+    let mut info = RunInfo {
+        loadgen_version: env!("CARGO_PKG_VERSION"),
+        git_commit: git_commit(),
+        started_at: now_utc(),
+        finished_at: None,
+        machine: Machine::read(),
+        plan: &plan,
+        endpoints: None,
+        outcome: None,
+    };
+    results.write_json("run.json", &info)?;
+    eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
+
+    let prepared = prepare(&plan, &results).await;
+    let (environment, workload, endpoints) = match prepared {
+        Ok(parts) => parts,
+        Err(error) => {
+            info.outcome = Some(Outcome { error: Some(error.to_string()), interrupted: None, shutdown_notes: vec![] });
+            info.finished_at = Some(now_utc());
+            results.write_json("run.json", &info)?;
+            let folder = results.finish()?;
+            eprintln!("gauntlet: setup failed; logs are in {}", folder.display());
+            return Err(error);
+        }
+    };
+    info.endpoints = Some(endpoints.clone());
+    results.write_json("run.json", &info)?;
+
+    let streams = plan.stream_plans();
+    let targets = summary::target_rates(&streams);
+    let used = summary::used_operations(&streams);
+    let stop = CancellationToken::new();
+    let watch_stop = CancellationToken::new();
+    let died = CancellationToken::new();
+    let watcher = environment.map(|mut env| {
+        let (stop, watch_stop, died) = (stop.clone(), watch_stop.clone(), died.clone());
+        tokio::spawn(async move {
+            let death = env.watch_for_deaths(watch_stop).await;
+            if let Some(message) = &death {
+                eprintln!("gauntlet: {message}; stopping the run");
+                died.cancel();
+                stop.cancel();
+            }
+            (env, death)
+        })
+    });
+
+    let lead = Duration::from_millis(200);
+    let gate = engine::start_gate(&streams, lead);
+    let sampler_done = CancellationToken::new();
+    let sampler = tokio::spawn(sample_every_second(
+        results,
+        workload.recorder.clone(),
+        targets.clone(),
+        gate.clone(),
+        plan.duration(),
+        plan.quiet,
+        sampler_done.clone(),
+    ));
+    let outcome = engine::run(
+        streams,
+        workload.clone(),
+        gate,
+        EngineOptions {
+            api_url: endpoints.api_url.clone(),
+            lead,
+            max_lateness: plan.scenario.max_lateness,
+            stop: stop.clone(),
+        },
+    )
+    .await;
+    sampler_done.cancel();
+    let results = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+
+    watch_stop.cancel();
+    let (environment, death) = match watcher {
+        Some(task) => match task.await {
+            Ok((env, death)) => (Some(env), death),
+            Err(e) => (None, Some(format!("service watcher failed: {e}"))),
+        },
+        None => (None, None),
+    };
+    let shutdown_notes = match environment {
+        Some(env) => env.shutdown().await,
+        None => Vec::new(),
+    };
+
+    let outcome = outcome?;
+    let interrupted = death.or(outcome.interrupted.clone());
+    let totals = workload.recorder.totals();
+    let source = TotalsSource { totals: &totals, extras: BTreeMap::new() };
+    let thresholds = threshold::evaluate(&plan.scenario.thresholds, &source);
+    let summary = Summary {
+        scenario: plan.scenario.name.clone(),
+        duration_s: outcome.elapsed.as_secs_f64(),
+        planned_duration_s: plan.duration().as_secs_f64(),
+        interrupted: interrupted.clone(),
+        operations: summary::operations(&totals, &used, &targets, outcome.elapsed),
+        passed: interrupted.is_none() && thresholds.iter().all(|t| t.passed),
+        thresholds,
+    };
+    results.write_json("summary.json", &summary)?;
+    info.outcome = Some(Outcome { error: None, interrupted, shutdown_notes });
+    info.finished_at = Some(now_utc());
+    results.write_json("run.json", &info)?;
+    let folder = results.finish()?;
+    Ok(RunOutput { summary, folder })
+}
+
+type Prepared = (Option<Provisioned>, Arc<Workload>, Endpoints);
+
+/// Sets up or checks the target and builds the workload.
+async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError> {
+    let users = load_users(&plan.users_file)?;
+    let (environment, endpoints, auth) = match &plan.target {
+        Target::SelfProvisioned => {
+            let env = Provisioned::start(&ProvisionSettings {
+                challenges_config: absolute(&plan.challenges_file),
+                namespace: plan.namespace.clone(),
+                logs_dir: results.logs_dir(),
+                extra_args: plan.service_args.clone(),
+            })
+            .await?;
+            let secret = env.jwt_secret.clone().into_bytes();
+            let namespace = plan.namespace.clone();
+            let minted = users
+                .iter()
+                .map(|u| sut::auth::mint_token(&secret, u, &namespace, plan.duration() + Duration::from_secs(3600)))
+                .collect();
+            if plan.scenario.seed.completed_fraction > 0.0
+                && let Some(url) = &env.endpoints.database_url
+            {
+                seed(url, &plan.challenges_file, &users, &plan.namespace, plan.scenario.seed.completed_fraction)
+                    .await?;
+            }
+            let endpoints = env.endpoints.clone();
+            (Some(env), endpoints, RestAuth::Tokens(Arc::new(minted)))
+        }
+        Target::External { api_url, grpc_url } => {
+            let auth = match &plan.auth {
+                AuthPlan::TokensFile { path } => RestAuth::Tokens(Arc::new(load_tokens(path, &users)?)),
+                _ => RestAuth::MockHeader,
+            };
+            let endpoints = Endpoints {
+                api_url: api_url.clone(),
+                grpc_url: grpc_url.clone(),
+                metrics_urls: BTreeMap::new(),
+                database_url: None,
+                pids: BTreeMap::new(),
+            };
+            (None, endpoints, auth)
+        }
+    };
+    if let Some(api) = &endpoints.api_url {
+        check_api(api, &plan.base_path).await?;
+    }
+    let channels = match &endpoints.grpc_url {
+        Some(url) => connect_grpc(url, plan.grpc_connections).await?,
+        None => Vec::new(),
+    };
+    let reserved_for_probes = plan
+        .scenario
+        .streams
+        .iter()
+        .filter(|(_, s)| s.operations.contains_key(&OperationKind::EndToEnd))
+        .map(|(name, _)| plan.executors[name].pool_size())
+        .sum();
+    let workload = Arc::new(Workload {
+        users: Arc::new(users),
+        reserved_for_probes,
+        namespace: plan.namespace.clone(),
+        auth,
+        base_path: plan.base_path.clone(),
+        channels,
+        request_timeout: plan.request_timeout,
+        recorder: Arc::new(Recorder::new()),
+        probe_values: AtomicU64::new(1_000_000),
+    });
+    Ok((environment, workload, endpoints))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn load_users(path: &Path) -> Result<Vec<String>, RunError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Fixture(format!("{}: cannot read: {e}", path.display())))?;
+    let users: Vec<sut::challenges::FixtureUser> = serde_json::from_str(&text)
+        .map_err(|e| RunError::Fixture(format!("{}: not a users fixture: {e}", path.display())))?;
+    if users.is_empty() {
+        return Err(RunError::Fixture(format!("{}: no users", path.display())));
+    }
+    Ok(users.into_iter().map(|u| u.id).collect())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenEntry {
+    user_id: String,
+    token: String,
+}
+
+fn load_tokens(path: &Path, users: &[String]) -> Result<Vec<String>, RunError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Fixture(format!("{}: cannot read: {e}", path.display())))?;
+    let entries: Vec<TokenEntry> = serde_json::from_str(&text)
+        .map_err(|e| RunError::Fixture(format!("{}: expected [{{\"userId\", \"token\"}}]: {e}", path.display())))?;
+    let by_user: BTreeMap<String, String> = entries.into_iter().map(|e| (e.user_id, e.token)).collect();
+    users
+        .iter()
+        .map(|u| {
+            by_user
+                .get(u)
+                .cloned()
+                .ok_or_else(|| RunError::Fixture(format!("{}: no token for user '{u}'", path.display())))
+        })
+        .collect()
+}
+
+async fn check_api(api_url: &str, base_path: &str) -> Result<(), RunError> {
+    let url = format!("{api_url}{base_path}/healthz");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| RunError::Unreachable(e.to_string()))?;
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(RunError::Unreachable(format!("the API at {url} is not healthy: HTTP {}", r.status()))),
+        Err(e) => Err(RunError::Unreachable(format!("cannot reach the API at {url}: {e}"))),
+    }
+}
+
+async fn connect_grpc(url: &str, connections: usize) -> Result<Vec<Channel>, RunError> {
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| RunError::Unreachable(format!("--grpc-url '{url}': {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let mut channels = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| RunError::Unreachable(format!("cannot reach the event handler at {url}: {e}")))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+/// Stores a share of every user's goals as completed (goals without prerequisites), in one
+/// statement, so claims have something to claim.
+async fn seed(
+    database_url: &str,
+    challenges: &Path,
+    users: &[String],
+    namespace: &str,
+    fraction: f64,
+) -> Result<(), RunError> {
+    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let goals: Vec<&sut::challenges::Goal> =
+        config.challenges().iter().flat_map(|c| &c.goals).filter(|g| g.prerequisites.is_empty()).collect();
+    let pool = sqlx::PgPool::connect(database_url).await.map_err(EnvironmentError::from)?;
+    let started = Instant::now();
+    let rows = sqlx::query(
+        "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, status, completed_at) \
+         SELECT u.id, g.goal_id, g.challenge_id, $5, g.target, 'completed', now() AT TIME ZONE 'utc' \
+         FROM unnest($1::varchar[]) AS u(id) \
+         CROSS JOIN unnest($2::varchar[], $3::varchar[], $4::int4[]) AS g(goal_id, challenge_id, target) \
+         WHERE random() < $6 ON CONFLICT DO NOTHING",
+    )
+    .bind(users)
+    .bind(goals.iter().map(|g| g.id.clone()).collect::<Vec<_>>())
+    .bind(goals.iter().map(|g| g.challenge_id.clone()).collect::<Vec<_>>())
+    .bind(goals.iter().map(|g| g.target_value).collect::<Vec<_>>())
+    .bind(namespace)
+    .bind(fraction)
+    .execute(&pool)
+    .await
+    .map_err(EnvironmentError::from)?;
+    sqlx::query("ANALYZE user_goal_progress").execute(&pool).await.map_err(EnvironmentError::from)?;
+    pool.close().await;
+    eprintln!("gauntlet: seeded {} completed goals in {:.1}s", rows.rows_affected(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Every second from the schedules' start: time series, HDR intervals, progress line.
+async fn sample_every_second(
+    mut results: ResultsDir,
+    recorder: Arc<Recorder>,
+    targets: BTreeMap<Operation, f64>,
+    gate: Arc<engine::StartGate>,
+    total: Duration,
+    quiet: bool,
+    done: CancellationToken,
+) -> std::io::Result<ResultsDir> {
+    let Some(started) = gate.opened(&done).await else { return Ok(results) };
+    results.set_base_time(SystemTime::now() + started.saturating_duration_since(Instant::now()));
+    if !quiet {
+        eprintln!("gauntlet: every virtual user has started; load begins");
+    }
+    tokio::time::sleep_until(started).await;
+    recorder.take_intervals(); // nothing before the start belongs to the run
+    let mut ticker = tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    let mut second = 0u64;
+    loop {
+        let finished = tokio::select! {
+            _ = ticker.tick() => false,
+            () = done.cancelled() => true,
+        };
+        second += 1;
+        let snapshots = recorder.take_intervals();
+        let live_targets = if Duration::from_secs(second) <= total + Duration::from_secs(1) {
+            targets.clone()
+        } else {
+            BTreeMap::new()
+        };
+        results.write_interval(second as f64, &snapshots, &live_targets)?;
+        if !quiet {
+            eprintln!(
+                "{}",
+                crate::terminal::progress_line(Duration::from_secs(second), total, &snapshots, &live_targets)
+            );
+        }
+        if finished || Duration::from_secs(second) > total + Duration::from_secs(30) {
+            return Ok(results);
+        }
+    }
+}

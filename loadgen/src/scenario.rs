@@ -1,0 +1,401 @@
+//! Scenario files (YAML): streams of load, each with a k6-style executor and a weighted mix of
+//! operations, plus thresholds. Parsing reports errors with line and column; values are checked
+//! while they are read, so a bad value is reported where it stands.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::executor::{Executor, Stage};
+use crate::threshold::ThresholdExpr;
+
+/// Why a scenario file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed or a value is invalid (the message gives line and column).
+    #[error("{file}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+}
+
+/// What one iteration of a stream does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// `GET /v1/challenges` as a random fixture user.
+    GetChallenges,
+    /// `GET /v1/challenges`, then claim a goal the response shows as completed (if any).
+    GetThenClaim,
+    /// `OnMessage(UserLoggedIn)` for a random fixture user.
+    Login,
+    /// `OnMessage(StatItemUpdated)`: one of four stat codes, `latest_value` 0–999.
+    Stat,
+    /// A stat event followed by polling the API until its effect is visible (scenario 5).
+    EndToEnd,
+}
+
+impl OperationKind {
+    /// True for operations that go through the REST API.
+    pub fn is_rest(self) -> bool {
+        matches!(self, OperationKind::GetChallenges | OperationKind::GetThenClaim)
+    }
+
+    /// True for operations that call the event handler.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, OperationKind::Login | OperationKind::Stat | OperationKind::EndToEnd)
+    }
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in the results folder's name.
+    pub name: String,
+    /// What it exercises.
+    #[serde(default)]
+    pub description: String,
+    /// Duration of constant executors (ramping ones take their stages' sum).
+    #[serde(default = "default_duration", with = "duration_text")]
+    pub duration: Duration,
+    /// How late an arrival may start before it counts as dropped.
+    #[serde(default = "default_max_lateness", with = "duration_text")]
+    pub max_lateness: Duration,
+    /// Streams by name.
+    pub streams: BTreeMap<String, Stream>,
+    /// Thresholds: metric → expressions.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, Vec<ThresholdExpr>>,
+    /// Progress to seed before the run when the harness provisions the database itself.
+    #[serde(default)]
+    pub seed: Seed,
+}
+
+/// Seeding of a self-provisioned database.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// Fraction (0–1) of each fixture user's goals stored as completed, so claims can succeed
+    /// without an event stream.
+    #[serde(default)]
+    pub completed_fraction: f64,
+}
+
+/// One stream of load, as written: the executor's fields are checked together by
+/// [`Stream::executor`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stream {
+    /// k6's executor name.
+    pub executor: ExecutorKind,
+    /// Arrivals per `time_unit` (constant-arrival-rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Positive>,
+    /// The unit of `rate`, `start_rate` and stage targets of arrival-rate executors (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration_text")]
+    pub time_unit: Option<Duration>,
+    /// Starting rate (ramping-arrival-rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_rate: Option<NonNegative>,
+    /// Virtual users (constant-vus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vus: Option<u32>,
+    /// Starting virtual users (ramping-vus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_vus: Option<u32>,
+    /// Ramp stages (ramping executors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<Stage>>,
+    /// Virtual users allocated before the run (arrival-rate executors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_allocated_vus: Option<u32>,
+    /// The most iterations in flight at once (arrival-rate executors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vus: Option<u32>,
+    /// Operations and their weights.
+    #[serde(deserialize_with = "operations")]
+    pub operations: BTreeMap<OperationKind, u32>,
+}
+
+/// k6's executor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    /// A fixed number of arrivals per time unit (open model).
+    ConstantArrivalRate,
+    /// An arrival rate that follows stages (open model).
+    RampingArrivalRate,
+    /// A fixed number of looping virtual users (closed model).
+    ConstantVus,
+    /// A number of looping virtual users that follows stages (closed model).
+    RampingVus,
+}
+
+/// A number > 0, checked where it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Positive(pub f64);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(d)?;
+        if value.is_finite() && value > 0.0 {
+            Ok(Positive(value))
+        } else {
+            Err(serde::de::Error::custom(format!("must be a number > 0, got {value}")))
+        }
+    }
+}
+
+/// A number ≥ 0, checked where it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct NonNegative(pub f64);
+
+impl<'de> Deserialize<'de> for NonNegative {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(d)?;
+        if value.is_finite() && value >= 0.0 {
+            Ok(NonNegative(value))
+        } else {
+            Err(serde::de::Error::custom(format!("must be a number >= 0, got {value}")))
+        }
+    }
+}
+
+/// Optional durations written as `30s`.
+mod optional_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        sut::duration::parse(&text)
+            .filter(|d| !d.is_zero())
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not a duration > 0 like 1s or 1m")))
+    }
+}
+
+impl Stream {
+    /// The validated executor; `duration` is the scenario's, for constant executors.
+    pub fn executor(&self, duration: Duration) -> Result<Executor, String> {
+        Executor::from_stream(self, duration)
+    }
+
+    /// True when every operation uses REST.
+    pub fn is_rest(&self) -> bool {
+        self.operations.keys().all(|o| o.is_rest())
+    }
+
+    /// True when every operation calls the event handler.
+    pub fn is_grpc(&self) -> bool {
+        self.operations.keys().all(|o| o.is_grpc())
+    }
+}
+
+fn operations<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<OperationKind, u32>, D::Error> {
+    let ops = BTreeMap::<OperationKind, u32>::deserialize(d)?;
+    if ops.is_empty() || ops.values().all(|w| *w == 0) {
+        return Err(serde::de::Error::custom("operations: give at least one operation with a weight > 0"));
+    }
+    Ok(ops)
+}
+
+fn default_duration() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_lateness() -> Duration {
+    Duration::from_millis(50)
+}
+
+/// Durations written as `30s`, `250ms`, `2m`.
+pub mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `1.5s`-style text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs_f64()))
+    }
+
+    /// Reads `30s`, `250ms`, `2m`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        sut::duration::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("'{text}' is not a duration like 30s, 250ms or 2m")))
+    }
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        let file = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { file: file.clone(), source })?;
+        Self::parse(&file, &text)
+    }
+
+    /// Validates scenario text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ScenarioError> {
+        let scenario: Scenario = serde_yaml::from_str(text)
+            .map_err(|e| ScenarioError::Invalid { file: file.into(), message: e.to_string() })?;
+        scenario
+            .check()
+            .map_err(|message| ScenarioError::Invalid { file: file.into(), message: at_line(text, &message) })?;
+        Ok(scenario)
+    }
+
+    /// Rules that span fields (single values are checked while parsing).
+    pub fn check(&self) -> Result<(), String> {
+        if self.streams.is_empty() {
+            return Err("streams: give at least one stream".into());
+        }
+        if self.duration.is_zero() {
+            return Err("duration must be > 0".into());
+        }
+        for (name, stream) in &self.streams {
+            if !(stream.is_rest() || stream.is_grpc()) {
+                return Err(format!("streams.{name}: mixes REST and gRPC operations; use one stream for each"));
+            }
+            stream.executor(self.duration).map_err(|e| format!("streams.{name}: {e}"))?;
+        }
+        for metric in self.thresholds.keys() {
+            crate::threshold::Metric::parse(metric).map_err(|e| format!("thresholds.{metric}: {e}"))?;
+        }
+        if !(0.0..=1.0).contains(&self.seed.completed_fraction) {
+            return Err("seed.completed_fraction must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+
+    /// How long the load lasts: the longest stream.
+    pub fn load_duration(&self) -> Duration {
+        self.streams
+            .values()
+            .filter_map(|s| s.executor(self.duration).ok())
+            .map(|e| e.duration())
+            .max()
+            .unwrap_or(self.duration)
+    }
+}
+
+/// Prefixes a cross-field error (`streams.api: …`, `thresholds.x: …`) with the line of the key
+/// it names, found in the text, since those rules are checked after parsing.
+fn at_line(text: &str, message: &str) -> String {
+    let path = message.split(':').next().unwrap_or("");
+    let mut keys = path.split('.');
+    let (Some(section), Some(key)) = (keys.next(), keys.next()) else { return message.to_owned() };
+    let mut in_section = false;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if !line.starts_with(' ') {
+            in_section = trimmed.starts_with(&format!("{section}:"));
+        } else if in_section && trimmed.trim_start_matches(['\'', '"']).starts_with(key) {
+            return format!("line {}: {message}", number + 1);
+        }
+    }
+    message.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "
+name: s
+duration: 30s
+streams:
+  api:
+    executor: constant-arrival-rate
+    rate: 500
+    pre_allocated_vus: 100
+    max_vus: 200
+    operations: {get_challenges: 80, get_then_claim: 20}
+  events:
+    executor: ramping-arrival-rate
+    start_rate: 10
+    stages: [{target: 100, duration: 10s}, {target: 100, duration: 20s}]
+    pre_allocated_vus: 500
+    max_vus: 500
+    operations: {login: 20, stat: 80}
+thresholds:
+  http_req_duration: ['p(95)<300']
+  grpc_req_failed: ['rate<0.01']
+";
+
+    #[test]
+    fn a_good_scenario_parses() {
+        let s = Scenario::parse("good.yaml", GOOD).unwrap();
+        assert_eq!(s.duration, Duration::from_secs(30));
+        assert!(s.streams["api"].is_rest());
+        assert!(s.streams["events"].is_grpc());
+        assert_eq!(s.load_duration(), Duration::from_secs(30));
+    }
+
+    fn error(text: &str) -> String {
+        Scenario::parse("bad.yaml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_line_and_column() {
+        let e = error(&GOOD.replace("rate: 500", "rate: -5"));
+        assert!(e.starts_with("bad.yaml: "), "{e}");
+        assert!(e.contains("line 6"), "{e}");
+        assert!(e.contains("rate"), "{e}");
+        let e = error(&GOOD.replace("constant-arrival-rate", "constant-arival-rate"));
+        assert!(e.contains("line 5") && e.contains("constant-arival-rate"), "{e}");
+        let e = error(&GOOD.replace("'p(95)<300'", "'p95<<300'"));
+        assert!(e.contains("line 2") && e.contains("p95<<300"), "{e}");
+        let e = error(&GOOD.replace("duration: 30s", "duration: soon"));
+        assert!(e.contains("line 3") && e.contains("soon"), "{e}");
+        let e = error(&GOOD.replace("get_then_claim", "get_then_clam"));
+        assert!(e.contains("get_then_clam") && e.contains("line 10"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_rules_name_the_stream() {
+        let e = error(&GOOD.replace("max_vus: 200", "max_vus: 50"));
+        assert!(e.contains("streams.api") && e.contains("max_vus"), "{e}");
+        let e = error(&GOOD.replace("{login: 20, stat: 80}", "{login: 20, get_challenges: 80}"));
+        assert!(e.contains("streams.events") && e.contains("mixes"), "{e}");
+        let e = error(&GOOD.replace("http_req_duration", "http_req_durations"));
+        assert!(e.contains("thresholds.http_req_durations"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_scenarios_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                count += 1;
+            }
+        }
+        assert!(count >= 5, "scenario1..5 ship with the harness");
+    }
+}

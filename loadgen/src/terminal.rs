@@ -1,0 +1,111 @@
+//! What the terminal shows: a progress line every second (elapsed and remaining, achieved vs
+//! target rate, in-flight calls, p95 of the last second, errors, dropped arrivals) and the
+//! end-of-run summary table with the thresholds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::recorder::{IntervalSnapshot, Operation};
+use crate::summary::Summary;
+
+/// One progress line for the second that just ended.
+pub fn progress_line(
+    elapsed: Duration,
+    total: Duration,
+    snapshots: &[IntervalSnapshot],
+    targets: &BTreeMap<Operation, f64>,
+) -> String {
+    let mut line = format!("[{:>4}s/{}s]", elapsed.as_secs(), total.as_secs());
+    for s in snapshots {
+        let target = targets.get(&s.operation);
+        if s.requests == 0 && s.dropped == 0 && s.in_flight == 0 && target.is_none() {
+            continue;
+        }
+        let p95 = if s.latency.is_empty() { 0.0 } else { s.latency.value_at_quantile(0.95) as f64 / 1000.0 };
+        let _ = write!(line, " | {} {}", short(s.operation), s.requests);
+        if let Some(t) = target {
+            let _ = write!(line, "/{t:.0}");
+        }
+        let _ = write!(line, "/s p95 {p95:.1}ms fly {}", s.in_flight);
+        if s.errors > 0 {
+            let _ = write!(line, " ERR {}", s.errors);
+        }
+        if s.dropped > 0 {
+            let _ = write!(line, " DROP {}", s.dropped);
+        }
+    }
+    line
+}
+
+fn short(op: Operation) -> &'static str {
+    match op {
+        Operation::GetChallenges => "GET",
+        Operation::Claim => "claim",
+        Operation::Login => "login",
+        Operation::Stat => "stat",
+        Operation::EndToEnd => "e2e",
+    }
+}
+
+/// The end-of-run table.
+pub fn summary_table(summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n{} — {:.1}s of load{}",
+        summary.scenario,
+        summary.duration_s,
+        summary.interrupted.as_ref().map_or(String::new(), |r| format!(" (ended early: {r})"))
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>11}",
+        "operation",
+        "target/s",
+        "actual/s",
+        "requests",
+        "errors",
+        "dropped",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "svc p95 ms"
+    );
+    for (name, op) in &summary.operations {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>9} {:>9.1} {:>9} {:>7} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>11.2}",
+            name,
+            op.target_rate.map_or("-".to_owned(), |t| format!("{t:.1}")),
+            op.achieved_rate,
+            op.requests,
+            op.errors,
+            op.dropped,
+            op.latency_ms.p50,
+            op.latency_ms.p95,
+            op.latency_ms.p99,
+            op.latency_ms.max,
+            op.service_time_ms.p95,
+        );
+        for (kind, count) in &op.errors_by_kind {
+            let _ = writeln!(out, "{:<20}   error {kind}: {count}", "");
+        }
+    }
+    if !summary.thresholds.is_empty() {
+        let _ = writeln!(out, "thresholds:");
+        for t in &summary.thresholds {
+            let _ = writeln!(
+                out,
+                "  {} {} {}  (observed {})",
+                if t.passed { "PASS" } else { "FAIL" },
+                t.metric,
+                t.expression,
+                t.value.map_or("no data".to_owned(), |v| format!("{v:.4}"))
+            );
+        }
+    }
+    let _ = writeln!(out, "verdict: {}", if summary.passed { "PASS" } else { "FAIL" });
+    out
+}
