@@ -304,7 +304,7 @@ pub async fn run(
         stop.cancelled().await;
         goose::trigger_killswitch("stopped by the harness");
     });
-    let result = attack.execute().await;
+    let result = Box::pin(attack.execute()).await;
     let interrupted = if options.stop.is_cancelled() {
         Some("stopped by the harness".to_owned())
     } else if goose::is_killswitch_triggered() {

@@ -19,20 +19,19 @@ use crate::scenario::{ExecutorKind, Stream, duration_text};
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     /// Rate (per time unit) or virtual users at the end of the stage.
-    #[serde(deserialize_with = "non_negative")]
+    #[serde(deserialize_with = "de_target")]
     pub target: f64,
     /// How long the stage lasts.
-    #[serde(with = "duration_text")]
+    #[serde(serialize_with = "duration_text::serialize", deserialize_with = "de_stage_duration")]
     pub duration: Duration,
 }
 
-fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    let value = f64::deserialize(d)?;
-    if value.is_finite() && value >= 0.0 {
-        Ok(value)
-    } else {
-        Err(serde::de::Error::custom(format!("must be a number >= 0, got {value}")))
-    }
+fn de_target<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    crate::scenario::checked_number(d, "target", true)
+}
+
+fn de_stage_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    crate::scenario::checked_duration(d, "duration")
 }
 
 /// A validated executor. Rates are per second.

@@ -156,7 +156,10 @@ fn option_error(message: impl Into<String>) -> PlanError {
 /// The repository's root, when running from a checkout.
 pub fn workspace_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if root.join("fixtures").is_dir() { root } else { PathBuf::from(".") }
+    match std::fs::canonicalize(&root) {
+        Ok(root) if root.join("fixtures").is_dir() => root,
+        _ => PathBuf::from("."),
+    }
 }
 
 impl Plan {

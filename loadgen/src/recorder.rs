@@ -247,7 +247,7 @@ impl Recorder {
             .map(|&operation| {
                 let in_flight = self.op(operation).in_flight.load(Ordering::Relaxed);
                 let mut s = self.lock(operation);
-                let snapshot = IntervalSnapshot {
+                IntervalSnapshot {
                     operation,
                     latency: std::mem::replace(&mut s.interval_latency, new_histogram()),
                     service: std::mem::replace(&mut s.interval_service, new_histogram()),
@@ -255,8 +255,7 @@ impl Recorder {
                     errors: std::mem::take(&mut s.interval_errors),
                     dropped: std::mem::take(&mut s.interval_dropped),
                     in_flight,
-                };
-                snapshot
+                }
             })
             .collect()
     }

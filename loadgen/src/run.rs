@@ -173,7 +173,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         plan.quiet,
         sampler_done.clone(),
     ));
-    let outcome = engine::run(
+    let outcome = Box::pin(engine::run(
         streams,
         workload.clone(),
         gate,
@@ -183,7 +183,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
             max_lateness: plan.scenario.max_lateness,
             stop: stop.clone(),
         },
-    )
+    ))
     .await;
     sampler_done.cancel();
     let results = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;

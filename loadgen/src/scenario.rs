@@ -70,10 +70,18 @@ pub struct Scenario {
     #[serde(default)]
     pub description: String,
     /// Duration of constant executors (ramping ones take their stages' sum).
-    #[serde(default = "default_duration", with = "duration_text")]
+    #[serde(
+        default = "default_duration",
+        serialize_with = "duration_text::serialize",
+        deserialize_with = "de_duration"
+    )]
     pub duration: Duration,
     /// How late an arrival may start before it counts as dropped.
-    #[serde(default = "default_max_lateness", with = "duration_text")]
+    #[serde(
+        default = "default_max_lateness",
+        serialize_with = "duration_text::serialize",
+        deserialize_with = "de_max_lateness"
+    )]
     pub max_lateness: Duration,
     /// Streams by name.
     pub streams: BTreeMap<String, Stream>,
@@ -103,13 +111,13 @@ pub struct Stream {
     /// k6's executor name.
     pub executor: ExecutorKind,
     /// Arrivals per `time_unit` (constant-arrival-rate).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_rate")]
     pub rate: Option<Positive>,
     /// The unit of `rate`, `start_rate` and stage targets of arrival-rate executors (default 1s).
     #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_duration_text")]
     pub time_unit: Option<Duration>,
     /// Starting rate (ramping-arrival-rate).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_start_rate")]
     pub start_rate: Option<NonNegative>,
     /// Virtual users (constant-vus).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,34 +153,47 @@ pub enum ExecutorKind {
     RampingVus,
 }
 
-/// A number > 0, checked where it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// A number > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Positive(pub f64);
 
-impl<'de> Deserialize<'de> for Positive {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = f64::deserialize(d)?;
-        if value.is_finite() && value > 0.0 {
-            Ok(Positive(value))
-        } else {
-            Err(serde::de::Error::custom(format!("must be a number > 0, got {value}")))
-        }
+/// A number ≥ 0.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NonNegative(pub f64);
+
+/// Checks a number where it is read; the message names the field, so [`Scenario::parse`] can
+/// point at its line.
+pub fn checked_number<'de, D: Deserializer<'de>>(d: D, field: &str, allow_zero: bool) -> Result<f64, D::Error> {
+    let value = f64::deserialize(d)?;
+    if value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0)) {
+        Ok(value)
+    } else {
+        let bound = if allow_zero { ">= 0" } else { "> 0" };
+        Err(serde::de::Error::custom(format!("`{field}` must be a number {bound}, got {value}")))
     }
 }
 
-/// A number ≥ 0, checked where it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct NonNegative(pub f64);
+/// Reads a duration; the message names the field.
+pub fn checked_duration<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    sut::duration::parse(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{field}`: '{text}' is not a duration like 30s, 250ms or 2m")))
+}
 
-impl<'de> Deserialize<'de> for NonNegative {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = f64::deserialize(d)?;
-        if value.is_finite() && value >= 0.0 {
-            Ok(NonNegative(value))
-        } else {
-            Err(serde::de::Error::custom(format!("must be a number >= 0, got {value}")))
-        }
-    }
+fn de_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Positive>, D::Error> {
+    checked_number(d, "rate", false).map(|v| Some(Positive(v)))
+}
+
+fn de_start_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NonNegative>, D::Error> {
+    checked_number(d, "start_rate", true).map(|v| Some(NonNegative(v)))
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    checked_duration(d, "duration")
+}
+
+fn de_max_lateness<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    checked_duration(d, "max_lateness")
 }
 
 /// Optional durations written as `30s`.
@@ -260,8 +281,10 @@ impl Scenario {
 
     /// Validates scenario text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, ScenarioError> {
-        let scenario: Scenario = serde_yaml::from_str(text)
-            .map_err(|e| ScenarioError::Invalid { file: file.into(), message: e.to_string() })?;
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| ScenarioError::Invalid {
+            file: file.into(),
+            message: refine_location(text, &e.to_string()),
+        })?;
         scenario
             .check()
             .map_err(|message| ScenarioError::Invalid { file: file.into(), message: at_line(text, &message) })?;
@@ -299,6 +322,28 @@ impl Scenario {
             .map(|e| e.duration())
             .max()
             .unwrap_or(self.duration)
+    }
+}
+
+/// serde_yaml places errors raised by our own checks at the start of the enclosing mapping; when
+/// the message names the field (`` `rate` must be… ``), move the position to that field's line.
+fn refine_location(text: &str, message: &str) -> String {
+    let Some((before, position)) = message.rsplit_once(" at line ") else { return message.to_owned() };
+    let Some(line) = position.split_whitespace().next().and_then(|l| l.parse::<usize>().ok()) else {
+        return message.to_owned();
+    };
+    let Some(field) = before.split('`').nth(1) else { return message.to_owned() };
+    let key = format!("{field}:");
+    let found = text.lines().enumerate().skip(line.saturating_sub(1)).find(|(_, l)| {
+        let trimmed = l.trim_start().trim_start_matches("- ");
+        trimmed.starts_with(&key)
+    });
+    match found {
+        Some((index, l)) => {
+            let column = l.len() - l.trim_start().trim_start_matches("- ").len() + 1;
+            format!("{before} at line {} column {column}", index + 1)
+        }
+        None => message.to_owned(),
     }
 }
 
@@ -362,15 +407,15 @@ thresholds:
     #[test]
     fn bad_values_are_reported_with_line_and_column() {
         let e = error(&GOOD.replace("rate: 500", "rate: -5"));
-        assert!(e.starts_with("bad.yaml: "), "{e}");
-        assert!(e.contains("line 6"), "{e}");
-        assert!(e.contains("rate"), "{e}");
+        assert_eq!(e, "bad.yaml: streams.api: `rate` must be a number > 0, got -5 at line 7 column 5");
         let e = error(&GOOD.replace("constant-arrival-rate", "constant-arival-rate"));
-        assert!(e.contains("line 5") && e.contains("constant-arival-rate"), "{e}");
+        assert!(e.contains("line 6 column 15") && e.contains("constant-arival-rate"), "{e}");
         let e = error(&GOOD.replace("'p(95)<300'", "'p95<<300'"));
-        assert!(e.contains("line 2") && e.contains("p95<<300"), "{e}");
+        assert!(e.contains("line 19") && e.contains("p95<<300"), "{e}");
         let e = error(&GOOD.replace("duration: 30s", "duration: soon"));
-        assert!(e.contains("line 3") && e.contains("soon"), "{e}");
+        assert!(e.ends_with("`duration`: 'soon' is not a duration like 30s, 250ms or 2m at line 3 column 1"), "{e}");
+        let e = error(&GOOD.replace("duration: 10s}", "duration: 10 seconds}"));
+        assert!(e.contains("stages[0]") && e.contains("line 14") && e.contains("10 seconds"), "{e}");
         let e = error(&GOOD.replace("get_then_claim", "get_then_clam"));
         assert!(e.contains("get_then_clam") && e.contains("line 10"), "{e}");
     }
@@ -378,7 +423,7 @@ thresholds:
     #[test]
     fn cross_field_rules_name_the_stream() {
         let e = error(&GOOD.replace("max_vus: 200", "max_vus: 50"));
-        assert!(e.contains("streams.api") && e.contains("max_vus"), "{e}");
+        assert_eq!(e, "bad.yaml: line 5: streams.api: max_vus (50) is below pre_allocated_vus (100)");
         let e = error(&GOOD.replace("{login: 20, stat: 80}", "{login: 20, get_challenges: 80}"));
         assert!(e.contains("streams.events") && e.contains("mixes"), "{e}");
         let e = error(&GOOD.replace("http_req_duration", "http_req_durations"));
