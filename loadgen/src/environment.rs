@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -116,6 +117,8 @@ impl Provisioned {
         })
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;
+        // Should loadgen die without cleaning up (a second Ctrl-C, a crash), the cluster still goes.
+        cluster.stop_when_this_process_exits()?;
         let database_url = cluster.url("gauntlet");
         create_database(&cluster.url("postgres"), "gauntlet").await?;
 
@@ -167,6 +170,7 @@ impl Provisioned {
         for service in &env.services {
             env.endpoints.pids.insert(service.name.clone(), service.pid);
         }
+        stop_when_this_process_exits(&env.services.iter().map(|s| s.pid).collect::<Vec<_>>())?;
         Ok(env)
     }
 
@@ -242,7 +246,7 @@ impl Provisioned {
     /// Stops the services (SIGTERM, then kill after a grace period) and the database.
     pub async fn shutdown(mut self) -> Vec<String> {
         let mut notes = Vec::new();
-        // The event handler last among services? No: stop API and events first, mock last.
+        // In reverse start order: the event handler (which flushes), the API, then the mock.
         for service in self.services.iter_mut().rev() {
             if let Ok(Some(status)) = service.child.try_wait() {
                 notes.push(format!("{} had already exited ({status})", service.name));
@@ -267,6 +271,24 @@ impl Provisioned {
         let _ = tokio::task::spawn_blocking(move || drop(cluster)).await;
         notes
     }
+}
+
+/// A watchdog that sends SIGTERM to `pids` once this process is gone, however it ended.
+fn stop_when_this_process_exits(pids: &[u32]) -> std::io::Result<()> {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -TERM {} 2>/dev/null",
+        std::process::id(),
+        pids.join(" ")
+    );
+    std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map(drop)
 }
 
 async fn futures_select_all<F: std::future::Future<Output = String> + Unpin>(

@@ -1,5 +1,5 @@
 //! The `loadgen` command: parses options, runs, and exits with 0 (thresholds passed), 99 (a
-//! threshold failed) or 1 (the run could not be done, with a message saying why).
+//! threshold failed) or 1 (the run could not be done or ended early, with a message saying why).
 //!
 //! Run with: `cargo run --release -p loadgen -- scenario3 --rps 500 --eps 2000`
 
@@ -56,6 +56,10 @@ fn main() {
         Ok(output) => {
             println!("{}", terminal::summary_table(&output.summary));
             println!("results: {}", output.folder.display());
+            if let Some(reason) = &output.summary.interrupted {
+                eprintln!("loadgen: the run ended early: {reason}; the results cover the time that ran");
+                std::process::exit(EXIT_ERROR);
+            }
             std::process::exit(if output.summary.passed { EXIT_PASSED } else { EXIT_THRESHOLDS_FAILED });
         }
         Err(e) => fail(&e.into()),

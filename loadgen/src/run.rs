@@ -40,6 +40,9 @@ pub enum RunError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Ctrl-C before the load started.
+    #[error("interrupted (Ctrl-C) before the load started")]
+    Interrupted,
 }
 
 /// A finished run.
@@ -127,7 +130,11 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     results.write_json("run.json", &info)?;
     eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
 
-    let prepared = prepare(&plan, &results).await;
+    // Until goose takes over Ctrl-C for the run, a Ctrl-C abandons the setup cleanly.
+    let prepared = tokio::select! {
+        prepared = prepare(&plan, &results) => prepared,
+        _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
+    };
     let (environment, workload, endpoints) = match prepared {
         Ok(parts) => parts,
         Err(error) => {

@@ -182,3 +182,15 @@ async fn arrivals_beyond_a_small_pool_are_counted_as_dropped() {
     assert!(totals.dropped >= 3900, "the rest is dropped, not silently delayed: {}", totals.dropped);
     assert!(ms(&totals.latency, 0.99) < 150.0, "what was sent started within the lateness limit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn constant_vus_loop_as_fast_as_the_server_answers() {
+    let channel = grpc_server(Duration::from_millis(10)).await;
+    let executor = Executor::ConstantVus { vus: 4, duration: Duration::from_secs(3) };
+    let totals = run(executor, OperationKind::Stat, workload(vec![channel]), None, Duration::from_millis(50)).await;
+    // Four users, 10 ms per call, 3 s: about 1,200 calls; a closed model never drops.
+    assert!((900..=1250).contains(&totals.requests), "{} calls", totals.requests);
+    assert_eq!(totals.dropped, 0);
+    let (latency, service) = (ms(&totals.latency, 0.99), ms(&totals.service, 0.99));
+    assert!((latency - service).abs() < 1.0, "closed model: latency {latency} = service time {service}");
+}
