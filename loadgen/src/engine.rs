@@ -2,8 +2,7 @@
 //! model), one goose scenario per stream, everything measured into the [`Recorder`].
 //!
 //! Goose only checks for shutdown between transactions, so a transaction never waits longer than
-//! [`MAX_WAIT`] for its arrival: a user that took an arrival due later keeps it in its session
-//! and waits again in its next transaction.
+//! [`MAX_WAIT`] for an arrival: a user with nothing to do returns and asks again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Arrival, ArrivalSchedule, Executor};
+use crate::executor::{ArrivalSchedule, Executor};
 use crate::recorder::Operation;
 use crate::scenario::OperationKind;
 use crate::workload::{GrpcClients, Session, Workload};
@@ -153,8 +152,14 @@ impl StreamRuntime {
 
     fn schedule(&self, started: Instant) -> Option<&ArrivalSchedule> {
         self.schedule
-            .get_or_init(|| self.executor.rate_curve().map(|curve| ArrivalSchedule::new(started, curve)))
+            .get_or_init(|| self.executor.rate_curve().map(|curve| ArrivalSchedule::start(started, curve)))
             .as_ref()
+    }
+
+    fn stop(&self) {
+        if let Some(Some(schedule)) = self.schedule.get() {
+            schedule.stop();
+        }
     }
 }
 
@@ -177,7 +182,6 @@ async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transacti
         vu,
         rng: SmallRng::seed_from_u64(0x6A75_6E74 ^ (vu as u64) << 20 ^ rand::random::<u32>() as u64),
         grpc,
-        pending: None,
         probe_baseline: None,
     });
     Ok(())
@@ -212,26 +216,19 @@ async fn iteration(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transact
     Ok(())
 }
 
-/// Open model: the intended start of this user's next arrival, once it is due; None when there
-/// is nothing to do in this transaction (waiting, finished, or the arrival was dropped).
+/// Open model: the intended start of the next arrival this user takes; None when there is
+/// nothing to do in this transaction (no arrival yet, finished, or the arrival was dropped).
 async fn next_arrival(stream: &StreamRuntime, schedule: &ArrivalSchedule, session: &mut Session) -> Option<Instant> {
-    let at = match session.pending.take() {
-        Some((_, at)) => at,
-        None => match schedule.take() {
-            Arrival::Due { at, .. } => at,
-            Arrival::Finished => {
-                tokio::time::sleep(MAX_WAIT).await;
-                return None;
-            }
-        },
-    };
-    let now = Instant::now();
-    if at > now + MAX_WAIT {
-        session.pending = Some((0, at));
-        tokio::time::sleep(MAX_WAIT).await;
-        return None;
+    for _ in 0..schedule.take_dropped_at_dispatch() {
+        let kind = stream.pick(&mut session.rng);
+        stream.workload.recorder.record_dropped(counted_as(kind));
     }
-    tokio::time::sleep_until(at).await;
+    let Some(at) = schedule.next(MAX_WAIT).await else {
+        if schedule.finished() {
+            tokio::time::sleep(MAX_WAIT).await;
+        }
+        return None;
+    };
     if Instant::now().saturating_duration_since(at) > stream.max_lateness {
         // No user was free when this arrival was due.
         let kind = stream.pick(&mut session.rng);
@@ -268,6 +265,7 @@ pub async fn run(
     let mut attack =
         GooseAttack::initialize_with_config(goose_configuration(&options, total_users, options.lead + duration))
             .map_err(|e| EngineError::Goose(e.to_string()))?;
+    let mut runtimes = Vec::new();
     for plan in streams {
         let weight = plan.executor.pool_size();
         let mix: Vec<(OperationKind, u32)> = plan.operations.into_iter().filter(|(_, w)| *w > 0).collect();
@@ -281,6 +279,7 @@ pub async fn run(
             next_vu: AtomicUsize::new(0),
             workload: workload.clone(),
         });
+        runtimes.push(runtime.clone());
         let start_stream = runtime.clone();
         let iterate_stream = runtime;
         let scenario = Scenario::new(&plan.name)
@@ -305,6 +304,9 @@ pub async fn run(
         goose::trigger_killswitch("stopped by the harness");
     });
     let result = Box::pin(attack.execute()).await;
+    for runtime in &runtimes {
+        runtime.stop();
+    }
     let interrupted = if options.stop.is_cancelled() {
         Some("stopped by the harness".to_owned())
     } else if goose::is_killswitch_triggered() {

@@ -1,12 +1,13 @@
 //! Executors (k6's names and semantics) and the arrival schedules behind the open-model ones.
 //!
-//! Goose runs a closed model: each virtual user loops. The open model is added on top: all users
-//! of a stream share one [`ArrivalSchedule`] (a start instant and an atomic counter); a free user
-//! takes the next arrival and waits for its time; an arrival already later than the scenario's
+//! Goose runs a closed model: each virtual user loops. The open model is added on top: each
+//! stream has one [`ArrivalSchedule`], a thread that releases arrivals at their intended times
+//! into a channel; a free user takes the next one; an arrival already later than the scenario's
 //! `max_lateness` when a user takes it found no free user in time and is *dropped*, as k6 drops
 //! iterations. Latency is measured from the arrival's intended time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -306,63 +307,125 @@ impl RateCurve {
     }
 }
 
-/// What a user gets when it asks for the next arrival.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// Arrival `index`, intended to start at `at`.
-    Due {
-        /// Its position in the schedule.
-        index: u64,
-        /// Its intended start.
-        at: Instant,
-    },
-    /// The schedule is exhausted.
-    Finished,
-}
-
-/// The shared arrival schedule of one open-model stream.
+/// The shared arrival schedule of one open-model stream: a dedicated thread releases each
+/// arrival at its intended time (within the operating system's sleep precision, typically
+/// well under 100 µs; an async timer would add up to a millisecond), and free users take them
+/// from a channel. An arrival that finds the channel full — every user busy for a long time —
+/// is dropped at once.
 #[derive(Debug)]
 pub struct ArrivalSchedule {
-    start: Instant,
-    curve: RateCurve,
+    arrivals: async_channel::Receiver<Instant>,
+    stop: Arc<AtomicBool>,
+    dropped_at_dispatch: Arc<AtomicU64>,
     total: u64,
-    next: AtomicU64,
 }
 
+/// Arrivals buffered beyond the users' reach before the dispatcher drops them.
+const CHANNEL_CAPACITY: usize = 65_536;
+
 impl ArrivalSchedule {
-    /// A schedule following `curve` from `start`.
-    pub fn new(start: Instant, curve: RateCurve) -> Self {
+    /// Starts releasing arrivals along `curve` from `start`.
+    pub fn start(start: Instant, curve: RateCurve) -> Self {
         let total = curve.total_arrivals();
-        Self { start, curve, total, next: AtomicU64::new(0) }
+        let (sender, arrivals) = async_channel::bounded(CHANNEL_CAPACITY);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped_at_dispatch = Arc::new(AtomicU64::new(0));
+        let (thread_stop, thread_dropped) = (stop.clone(), dropped_at_dispatch.clone());
+        let start = start.into_std();
+        std::thread::Builder::new()
+            .name("gauntlet-arrivals".into())
+            .spawn(move || dispatch(&curve, total, start, &sender, &thread_stop, &thread_dropped))
+            .expect("spawning the arrival dispatcher");
+        Self { arrivals, stop, dropped_at_dispatch, total }
     }
 
-    /// When the schedule starts.
-    pub fn start(&self) -> Instant {
-        self.start
+    /// The next released arrival's intended time; None if none came within `wait`, or the
+    /// schedule is over (then [`finished`](Self::finished) is true).
+    pub async fn next(&self, wait: Duration) -> Option<Instant> {
+        match tokio::time::timeout(wait, self.arrivals.recv()).await {
+            Ok(Ok(at)) => Some(at),
+            Ok(Err(_)) | Err(_) => None,
+        }
     }
 
-    /// Takes the next arrival.
-    pub fn take(&self) -> Arrival {
-        let index = self.next.fetch_add(1, Ordering::Relaxed);
-        if index >= self.total {
-            return Arrival::Finished;
-        }
-        match self.curve.time_of(index) {
-            Some(offset) => Arrival::Due { index, at: self.start + offset },
-            None => Arrival::Finished,
-        }
+    /// True once every arrival has been released and taken.
+    pub fn finished(&self) -> bool {
+        self.arrivals.is_closed() && self.arrivals.is_empty()
+    }
+
+    /// Arrivals dropped because the channel was full.
+    pub fn take_dropped_at_dispatch(&self) -> u64 {
+        self.dropped_at_dispatch.swap(0, Ordering::Relaxed)
     }
 
     /// Arrivals in the whole schedule.
     pub fn total(&self) -> u64 {
         self.total
     }
+}
 
-    /// The rate curve.
-    pub fn curve(&self) -> &RateCurve {
-        &self.curve
+impl Drop for ArrivalSchedule {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Stops a schedule's dispatcher (the engine calls it when a run ends early).
+impl ArrivalSchedule {
+    /// Stops releasing arrivals.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.arrivals.close();
+    }
+}
+
+fn dispatch(
+    curve: &RateCurve,
+    total: u64,
+    start: std::time::Instant,
+    sender: &async_channel::Sender<Instant>,
+    stop: &AtomicBool,
+    dropped: &AtomicU64,
+) {
+    let mut index = 0;
+    while index < total {
+        let Some(offset) = curve.time_of(index) else { break };
+        let due = start + offset;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= due {
+                break;
+            }
+            // Wake at most every DISPATCH_SLACK: a wake-up per arrival costs more CPU than the
+            // precision is worth. Slices of at most 100 ms keep a stop prompt.
+            std::thread::sleep((due - now).max(DISPATCH_SLACK).min(Duration::from_millis(100)));
+        }
+        // Release everything due by now (never anything early).
+        let now = std::time::Instant::now();
+        while index < total {
+            let Some(offset) = curve.time_of(index) else { break };
+            if start + offset > now {
+                break;
+            }
+            match sender.try_send(Instant::from_std(start + offset)) {
+                Ok(()) => {}
+                Err(async_channel::TrySendError::Full(_)) => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(async_channel::TrySendError::Closed(_)) => return,
+            }
+            index += 1;
+        }
+    }
+    sender.close();
+}
+
+/// The dispatcher's shortest sleep: arrivals are released at most this late (plus the operating
+/// system's wake-up delay), and the counted latency includes that.
+pub const DISPATCH_SLACK: Duration = Duration::from_micros(200);
 
 #[cfg(test)]
 mod tests {
@@ -398,16 +461,19 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }
 
-    #[test]
-    fn the_schedule_hands_out_each_arrival_once_then_finishes() {
-        let start = Instant::now();
-        let schedule = ArrivalSchedule::new(start, RateCurve::new(10.0, &[stage(10.0, 1)]));
+    #[tokio::test]
+    async fn the_schedule_releases_each_arrival_once_at_its_time_then_finishes() {
+        let start = Instant::now() + Duration::from_millis(20);
+        let schedule = ArrivalSchedule::start(start, RateCurve::new(100.0, &[stage(100.0, 1)]));
         let mut seen = Vec::new();
-        while let Arrival::Due { index, at } = schedule.take() {
-            assert_eq!(at, start + Duration::from_millis(100 * index));
-            seen.push(index);
+        while !schedule.finished() {
+            if let Some(at) = schedule.next(Duration::from_millis(250)).await {
+                assert!(Instant::now() >= at, "released no earlier than its time");
+                seen.push(at - start);
+            }
         }
-        assert_eq!(seen, (0..10).collect::<Vec<_>>());
-        assert_eq!(schedule.take(), Arrival::Finished);
+        let expected: Vec<Duration> = (0..100).map(|i| Duration::from_millis(10 * i)).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(schedule.take_dropped_at_dispatch(), 0);
     }
 }

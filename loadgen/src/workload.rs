@@ -62,8 +62,6 @@ pub struct Session {
     pub rng: SmallRng,
     /// gRPC clients (gRPC streams only).
     pub grpc: Option<GrpcClients>,
-    /// An arrival taken but not yet due.
-    pub pending: Option<(u64, Instant)>,
     /// End-to-end probes: the probe user's `wins` progress sum last seen.
     pub probe_baseline: Option<i64>,
 }
