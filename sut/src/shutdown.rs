@@ -28,3 +28,14 @@ pub async fn signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// A token cancelled on Ctrl-C or SIGTERM, for a binary to hand to its service.
+pub fn token_on_signal() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        signal().await;
+        cancel.cancel();
+    });
+    token
+}

@@ -5,7 +5,6 @@
 
 use clap::Parser;
 use sut::services::challenge::{ChallengeService, ChallengeServiceSettings};
-use tokio_util::sync::CancellationToken;
 
 /// The challenge service of the system under test (REST, SPEC §3).
 #[derive(Debug, Parser)]
@@ -20,14 +19,7 @@ async fn main() -> anyhow::Result<()> {
     sut::init_tracing();
     let cli = Cli::parse();
     let service = ChallengeService::build(&cli.settings).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            sut::shutdown::signal().await;
-            shutdown.cancel();
-        }
-    });
+    let shutdown = sut::shutdown::token_on_signal();
     service.run(shutdown).await?;
     Ok(())
 }

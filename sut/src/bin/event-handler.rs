@@ -5,7 +5,6 @@
 
 use clap::Parser;
 use sut::services::event_handler::{EventHandler, EventHandlerSettings};
-use tokio_util::sync::CancellationToken;
 
 /// The event handler of the system under test (gRPC, SPEC §5).
 #[derive(Debug, Parser)]
@@ -20,13 +19,6 @@ async fn main() -> anyhow::Result<()> {
     sut::init_tracing();
     let cli = Cli::parse();
     let handler = EventHandler::build(&cli.settings).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            sut::shutdown::signal().await;
-            shutdown.cancel();
-        }
-    });
+    let shutdown = sut::shutdown::token_on_signal();
     handler.run(shutdown).await
 }

@@ -5,7 +5,6 @@
 
 use clap::Parser;
 use sut::services::reward_mock::{RewardMock, RewardMockSettings};
-use tokio_util::sync::CancellationToken;
 
 /// The reward platform mock of the system under test (SPEC §4).
 #[derive(Debug, Parser)]
@@ -20,14 +19,7 @@ async fn main() -> anyhow::Result<()> {
     sut::init_tracing();
     let cli = Cli::parse();
     let mock = RewardMock::build(&cli.settings).await?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            sut::shutdown::signal().await;
-            shutdown.cancel();
-        }
-    });
+    let shutdown = sut::shutdown::token_on_signal();
     mock.run(shutdown).await?;
     Ok(())
 }

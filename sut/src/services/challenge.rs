@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
 use crate::challenges::{self, ChallengeConfig};
-use crate::db::{self, DbSettings};
+use crate::db::DbSettings;
 use crate::duration::clap_parser as duration;
 use crate::metrics::{PoolGauges, admin_router};
 use crate::reward::{RetryPolicy, RewardClient};
@@ -113,14 +113,13 @@ impl ChallengeService {
             }
             AuthMode::Mock => Authenticator::Mock { namespace: settings.namespace.clone() },
         };
-        let pool = db::lazy_pool(&DbSettings {
+        let db = DbSettings {
             url: settings.database_url.clone(),
             pool_size: settings.pool_size,
             acquire_timeout: settings.db_acquire_timeout,
             application_name: "challenge-service".into(),
-        })
-        .context("invalid --database-url")?;
-        db::migrate(&pool, settings.db_startup_wait).await.context("applying database migrations")?;
+        };
+        let pool = super::migrated_pool(&db, settings.db_startup_wait).await?;
 
         let registry = Registry::new();
         let state = AppState {
@@ -136,12 +135,8 @@ impl ChallengeService {
         };
         let rest_router = api::router(state, &settings.base_path, &registry);
         let admin_router = admin_router(registry.clone(), Some(PoolGauges::register(&registry, pool.clone())));
-        let rest = super::bind(&settings.host, settings.port)
-            .await
-            .with_context(|| format!("binding REST port {}:{}", settings.host, settings.port))?;
-        let admin = super::bind(&settings.host, settings.admin_port)
-            .await
-            .with_context(|| format!("binding admin port {}:{}", settings.host, settings.admin_port))?;
+        let rest = super::bind(&settings.host, settings.port, "REST").await?;
+        let admin = super::bind(&settings.host, settings.admin_port, "admin").await?;
         Ok(Self { rest, admin, rest_router, admin_router, pool })
     }
 

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::challenges::{self, ChallengeConfig};
-use crate::db::{self, DbSettings};
+use crate::db::DbSettings;
 use crate::duration::clap_parser as duration;
 use crate::events::buffer::EventBuffer;
 use crate::events::flusher::{self, FlushMetrics, FlushSettings};
@@ -98,14 +98,13 @@ impl EventHandler {
         settings: &EventHandlerSettings,
         config: Arc<ChallengeConfig>,
     ) -> anyhow::Result<Self> {
-        let pool = db::lazy_pool(&DbSettings {
+        let db = DbSettings {
             url: settings.database_url.clone(),
             pool_size: settings.pool_size,
             acquire_timeout: settings.db_acquire_timeout,
             application_name: "event-handler".into(),
-        })
-        .context("invalid --database-url")?;
-        db::migrate(&pool, settings.db_startup_wait).await.context("applying database migrations")?;
+        };
+        let pool = super::migrated_pool(&db, settings.db_startup_wait).await?;
         let registry = Registry::new();
         let buffer = Arc::new(EventBuffer::new(settings.buffer_limit));
         let service = EventService::new(
@@ -117,12 +116,8 @@ impl EventHandler {
         );
         let flush_metrics = FlushMetrics::register(&registry);
         let admin_router = admin_router(registry.clone(), Some(PoolGauges::register(&registry, pool.clone())));
-        let grpc = super::bind(&settings.host, settings.grpc_port)
-            .await
-            .with_context(|| format!("binding gRPC port {}:{}", settings.host, settings.grpc_port))?;
-        let admin = super::bind(&settings.host, settings.admin_port)
-            .await
-            .with_context(|| format!("binding admin port {}:{}", settings.host, settings.admin_port))?;
+        let grpc = super::bind(&settings.host, settings.grpc_port, "gRPC").await?;
+        let admin = super::bind(&settings.host, settings.admin_port, "admin").await?;
         Ok(Self {
             grpc,
             admin,

@@ -8,14 +8,27 @@ pub mod event_handler;
 pub mod reward_mock;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use anyhow::Context;
 use axum::Router;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Binds `host:port` (port 0 picks a free one).
-pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind((host, port)).await
+use crate::db::{self, DbSettings};
+
+/// Binds `host:port` (port 0 picks a free one); `what` names the port in errors.
+pub async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port)).await.with_context(|| format!("binding the {what} port {host}:{port}"))
+}
+
+/// A lazily connecting pool with the schema migrated (waiting up to `startup_wait` for the
+/// database to come up).
+pub async fn migrated_pool(settings: &DbSettings, startup_wait: Duration) -> anyhow::Result<PgPool> {
+    let pool = db::lazy_pool(settings).context("invalid --database-url")?;
+    db::migrate(&pool, startup_wait).await.context("applying database migrations")?;
+    Ok(pool)
 }
 
 /// The address a listener really bound.

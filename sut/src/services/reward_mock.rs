@@ -59,7 +59,7 @@ impl RewardMock {
         if !(0.0..=1.0).contains(&settings.failure_rate) {
             anyhow::bail!("--failure-rate must be between 0 and 1, got {}", settings.failure_rate);
         }
-        let listener = super::bind(&settings.host, settings.port).await?;
+        let listener = super::bind(&settings.host, settings.port, "HTTP").await?;
         let registry = Registry::new();
         let (router, stats) = mock::router(
             MockSettings {
