@@ -145,6 +145,7 @@ impl Provisioned {
             .spawn(&bin_dir, "reward-mock", &[&["--port", "0"][..]].concat(), extra("reward-mock"), settings)
             .await?;
         let reward_url = format!("http://{}", mock.addrs["http"]);
+        env.endpoints.metrics_urls.insert("reward-mock".into(), format!("{reward_url}/metrics"));
         env.services.push(mock);
         let common =
             ["--database-url", &database_url, "--challenges-config", &config, "--namespace", &settings.namespace];

@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //!
-//! The flow is CLI options → [`plan::Plan`] → an environment → the engine with the sampler →
+//! The flow is CLI options → [`plan::Plan`] → an environment → the engine with the samplers beside it →
 //! a results folder; each arrow is a plain data type.
 //!
 //! - [`scenario`]: scenario files (YAML) and their validation; [`scenarios`]: the built-in ones.
@@ -15,12 +15,15 @@
 //! - [`environment`]: a self-provisioned PostgreSQL + SUT, or an external target.
 //! - [`engine`]: goose users paced by the schedules; [`workload`]: what each operation sends.
 //! - [`recorder`]: HDR histograms per operation, per run and per second.
+//! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
+//!   PostgreSQL, `/metrics`, CPU profiles).
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
 //! - [`run`]: one run from plan to results.
 
 pub mod engine;
 pub mod environment;
 pub mod executor;
+pub mod observe;
 pub mod plan;
 pub mod recorder;
 pub mod results;

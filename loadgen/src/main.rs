@@ -26,6 +26,8 @@ enum Command {
     Scenario2(RunArgs),
     /// Scenarios 1 and 2 at once.
     Scenario3(RunArgs),
+    /// Scenario 3 with the database deep dive and CPU flamegraphs of each service.
+    Scenario4(RunArgs),
     /// End-to-end latency: from an event's send to its effect in the API.
     Scenario5(RunArgs),
     /// Runs a scenario file.
@@ -43,6 +45,7 @@ fn main() {
         Command::Scenario1(args) => (scenarios::builtin("scenario1"), args),
         Command::Scenario2(args) => (scenarios::builtin("scenario2"), args),
         Command::Scenario3(args) => (scenarios::builtin("scenario3"), args),
+        Command::Scenario4(args) => (scenarios::builtin("scenario4"), args),
         Command::Scenario5(args) => (scenarios::builtin("scenario5"), args),
         Command::Run { file, args } => (Scenario::load(&file), args),
     };

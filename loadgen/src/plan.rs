@@ -71,9 +71,52 @@ pub struct RunArgs {
     /// Provisioned reward mock failure rate (0–1).
     #[arg(long)]
     pub reward_failure_rate: Option<f64>,
+    /// With an external target: its PostgreSQL, for the database sampler (connections,
+    /// statements, plans). Read-only apart from EXPLAIN ANALYZE inside rolled-back transactions.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// With an external target: a service's Prometheus endpoint, NAME=URL (repeatable), scraped
+    /// every second; its admin port's profiling endpoint is used for CPU profiles.
+    #[arg(long = "metrics-url", value_name = "NAME=URL", value_parser = name_value)]
+    pub metrics_urls: Vec<(String, String)>,
+    /// With an external target on this machine: a process to sample, NAME=PID (repeatable);
+    /// `postgres=PID` of the postmaster counts its backends with it.
+    #[arg(long = "pid", value_name = "NAME=PID", value_parser = name_value)]
+    pub pids: Vec<(String, String)>,
     /// Less output: no per-second progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+fn name_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("'{text}' is not NAME=VALUE")),
+    }
+}
+
+/// What to observe besides the load, when the target is not provisioned by the harness (a
+/// provisioned one reports its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ObserveTargets {
+    /// The target's database (its password is left out of `run.json`).
+    #[serde(serialize_with = "redacted_url")]
+    pub database_url: Option<String>,
+    /// `/metrics` URLs by service name.
+    pub metrics_urls: BTreeMap<String, String>,
+    /// Processes on this machine by name.
+    pub pids: BTreeMap<String, u32>,
+}
+
+fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let redacted = url.as_ref().map(|text| match url::Url::parse(text) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("REDACTED"));
+            parsed.to_string()
+        }
+        _ => text.clone(),
+    });
+    redacted.serialize(s)
 }
 
 /// Where the load goes.
@@ -136,6 +179,8 @@ pub struct Plan {
     pub service_args: BTreeMap<String, Vec<String>>,
     /// Suppress progress lines.
     pub quiet: bool,
+    /// What to observe of an external target.
+    pub observe: ObserveTargets,
 }
 
 /// Why the options can't make a plan.
@@ -270,6 +315,7 @@ impl Plan {
         } else if args.reward_latency.is_some() || args.reward_failure_rate.is_some() {
             return Err(option_error("--reward-latency and --reward-failure-rate apply to a provisioned SUT"));
         }
+        let observe = observe_targets(args, &target)?;
         let root = workspace_root();
         let out =
             args.out.clone().unwrap_or_else(|| crate::results::default_path(&root.join("results"), &scenario.name));
@@ -286,6 +332,7 @@ impl Plan {
             request_timeout: args.request_timeout,
             service_args,
             quiet: args.quiet,
+            observe,
             scenario,
         })
     }
@@ -307,6 +354,35 @@ impl Plan {
     pub fn duration(&self) -> Duration {
         self.executors.values().map(Executor::duration).max().unwrap_or_default()
     }
+}
+
+fn observe_targets(args: &RunArgs, target: &Target) -> Result<ObserveTargets, PlanError> {
+    let given = args.database_url.is_some() || !args.metrics_urls.is_empty() || !args.pids.is_empty();
+    if *target == Target::SelfProvisioned {
+        if given {
+            return Err(option_error(
+                "--database-url, --metrics-url and --pid describe an external target (--api-url/--grpc-url); a \
+                 provisioned one is observed without them",
+            ));
+        }
+        return Ok(ObserveTargets::default());
+    }
+    let mut pids = BTreeMap::new();
+    for (name, pid) in &args.pids {
+        let pid: u32 = pid.parse().map_err(|_| option_error(format!("--pid {name}={pid}: not a process id")))?;
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(option_error(format!("--pid {name}={pid}: no such process on this machine")));
+        }
+        pids.insert(name.clone(), pid);
+    }
+    for (name, url) in &args.metrics_urls {
+        url::Url::parse(url).map_err(|e| option_error(format!("--metrics-url {name}={url}: {e}")))?;
+    }
+    Ok(ObserveTargets {
+        database_url: args.database_url.clone(),
+        metrics_urls: args.metrics_urls.iter().cloned().collect(),
+        pids,
+    })
 }
 
 fn target(args: &RunArgs, needs_rest: bool, needs_grpc: bool) -> Result<Target, PlanError> {

@@ -14,6 +14,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::engine::{self, EngineError, EngineOptions};
 use crate::environment::{Endpoints, EnvironmentError, ProvisionSettings, Provisioned};
+use crate::observe::postgres::{DatabaseEnd, PgSampler};
+use crate::observe::profile::{self, ProfileWindow};
+use crate::observe::prometheus::MetricsScraper;
+use crate::observe::resources::{ProcessSampler, ProcessTarget, ResourceSource};
+use crate::observe::{ObservationLog, ObservationWriter, Observer, digest};
 use crate::plan::{AuthPlan, Plan, Target};
 use crate::recorder::{Operation, Recorder};
 use crate::results::ResultsDir;
@@ -152,6 +157,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let streams = plan.stream_plans();
     let targets = summary::target_rates(&streams);
     let used = summary::used_operations(&streams);
+    let provisioned = environment.is_some();
     let stop = CancellationToken::new();
     let watch_stop = CancellationToken::new();
     let died = CancellationToken::new();
@@ -171,6 +177,18 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let lead = Duration::from_millis(200);
     let gate = engine::start_gate(&streams, lead);
     let sampler_done = CancellationToken::new();
+    let (observer, mut observe_notes) = build_observer(&plan, &endpoints, provisioned, &results).await?;
+    let observing = tokio::spawn(observe(observer, gate.clone(), sampler_done.clone()));
+    let profiling = plan.scenario.profile.map(|spec| {
+        let window = ProfileWindow::middle_of(plan.duration(), spec.duration);
+        let services: Vec<(String, String)> = all_metrics_urls(&plan, &endpoints).into_iter().collect();
+        let dir = results.partial_path().join("profiles");
+        let (gate, stop) = (gate.clone(), sampler_done.clone());
+        tokio::spawn(async move {
+            let Some(started) = gate.opened(&stop).await else { return vec!["the load never started".to_owned()] };
+            profile::take_profiles(services, started, window, dir, stop).await
+        })
+    });
     let sampler = tokio::spawn(sample_every_second(
         results,
         workload.recorder.clone(),
@@ -194,6 +212,14 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     .await;
     sampler_done.cancel();
     let results = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    let (log, database_end) = match observing.await.map_err(|e| std::io::Error::other(e.to_string()))?? {
+        Some(observer) => finish_observing(observer).await,
+        None => (ObservationLog::default(), None),
+    };
+    let profile_notes = match profiling {
+        Some(task) => task.await.unwrap_or_else(|e| vec![format!("profiling failed: {e}")]),
+        None => Vec::new(),
+    };
 
     watch_stop.cancel();
     let (environment, death) = match watcher {
@@ -211,8 +237,26 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let outcome = outcome?;
     let interrupted = death.or(outcome.interrupted.clone());
     let totals = workload.recorder.totals();
-    let source = TotalsSource { totals: &totals, extras: BTreeMap::new() };
+    let resources = digest::resources(&log);
+    let database = (database_end.is_some()
+        || !endpoints.metrics_urls.is_empty()
+        || !plan.observe.metrics_urls.is_empty())
+    .then(|| {
+        let mut db = digest::database(&log, database_end);
+        db.unavailable.splice(0..0, observe_notes.drain(..));
+        db
+    });
+    let mut extras = BTreeMap::new();
+    if let Some(busy) = database.as_ref().and_then(|d| d.pool_busy_max) {
+        extras.insert("db_pool_busy", busy);
+    }
+    if let Some(generator) = resources.components.get(digest::GENERATOR) {
+        extras.insert("loadgen_cpu", generator.cpu_percent_max);
+    }
+    let source = TotalsSource { totals: &totals, extras };
     let thresholds = threshold::evaluate(&plan.scenario.thresholds, &source);
+    let service_names: Vec<String> = all_metrics_urls(&plan, &endpoints).into_keys().collect();
+    let profiles = profile_listing(&results, &service_names, plan.scenario.profile.is_some(), profile_notes);
     let summary = Summary {
         scenario: plan.scenario.name.clone(),
         duration_s: outcome.elapsed.as_secs_f64(),
@@ -221,6 +265,11 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         operations: summary::operations(&totals, &used, &targets, outcome.elapsed),
         passed: interrupted.is_none() && thresholds.iter().all(|t| t.passed),
         thresholds,
+        warnings: digest::warnings(&resources),
+        services: digest::services(&log, &service_names),
+        resources: Some(resources),
+        database,
+        profiles,
     };
     results.write_json("summary.json", &summary)?;
     info.outcome = Some(Outcome { error: None, interrupted, shutdown_notes });
@@ -448,4 +497,84 @@ async fn sample_every_second(
             return Ok(results);
         }
     }
+}
+
+/// The `/metrics` URLs to scrape: the provisioned services' and those given for an external
+/// target.
+fn all_metrics_urls(plan: &Plan, endpoints: &Endpoints) -> BTreeMap<String, String> {
+    let mut urls = endpoints.metrics_urls.clone();
+    urls.extend(plan.observe.metrics_urls.clone());
+    urls
+}
+
+/// The samplers for this run, and notes on what can't be observed.
+async fn build_observer(
+    plan: &Plan,
+    endpoints: &Endpoints,
+    provisioned: bool,
+    results: &ResultsDir,
+) -> Result<(Observer, Vec<String>), RunError> {
+    let mut notes = Vec::new();
+    let mut processes =
+        vec![ProcessTarget { name: digest::GENERATOR.into(), pid: std::process::id(), with_children: false }];
+    let pids = endpoints.pids.iter().chain(&plan.observe.pids);
+    processes.extend(pids.map(|(name, pid)| ProcessTarget {
+        name: name.clone(),
+        pid: *pid,
+        with_children: name == crate::observe::postgres::COMPONENT,
+    }));
+    let resources: Vec<Box<dyn ResourceSource>> = vec![Box::new(ProcessSampler::new(processes))];
+    let database_url = endpoints.database_url.clone().or_else(|| plan.observe.database_url.clone());
+    let postgres = match &database_url {
+        Some(url) => match PgSampler::connect(url, provisioned).await {
+            Ok(sampler) => Some(sampler),
+            Err(e) => {
+                notes.push(format!("the database could not be observed: {e}"));
+                None
+            }
+        },
+        None => {
+            notes.push("no database to observe (give --database-url with an external target)".into());
+            None
+        }
+    };
+    let scrapers =
+        all_metrics_urls(plan, endpoints).into_iter().map(|(name, url)| MetricsScraper::new(name, url)).collect();
+    let writer = ObservationWriter::create(&results.partial_path().join("observations.csv"))?;
+    Ok((Observer { resources, postgres, scrapers, writer }, notes))
+}
+
+/// Samples from the load's start until `done`; None when the load never started.
+async fn observe(
+    observer: Observer,
+    gate: Arc<engine::StartGate>,
+    done: CancellationToken,
+) -> std::io::Result<Option<Observer>> {
+    match gate.opened(&done).await {
+        Some(started) => observer.run(started, done).await.map(Some),
+        None => Ok(Some(observer)),
+    }
+}
+
+/// The observations, and the database's end-of-run findings (taken before the teardown).
+async fn finish_observing(mut observer: Observer) -> (ObservationLog, Option<DatabaseEnd>) {
+    let end = match observer.postgres.take() {
+        Some(pg) => Some(pg.finish().await),
+        None => None,
+    };
+    (observer.writer.into_log(), end)
+}
+
+/// `profiles/<service>.svg` for each profile written, then the notes on those that were not.
+fn profile_listing(results: &ResultsDir, services: &[String], wanted: bool, notes: Vec<String>) -> Vec<String> {
+    if !wanted {
+        return Vec::new();
+    }
+    let mut listing: Vec<String> = services
+        .iter()
+        .map(|s| format!("profiles/{s}.svg"))
+        .filter(|file| results.partial_path().join(file).is_file())
+        .collect();
+    listing.extend(notes);
+    listing
 }

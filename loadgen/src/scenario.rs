@@ -91,6 +91,23 @@ pub struct Scenario {
     /// Progress to seed before the run when the harness provisions the database itself.
     #[serde(default)]
     pub seed: Seed,
+    /// CPU profiles of the SUT services over the middle of the run (scenario 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileSpec>,
+}
+
+/// `profile: {duration: 10s}`: flamegraphs of each SUT service over a window of that length
+/// centred on the middle of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// Length of the profiling window.
+    #[serde(serialize_with = "duration_text::serialize", deserialize_with = "de_profile_duration")]
+    pub duration: Duration,
+}
+
+fn de_profile_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    checked_duration(d, "profile.duration")
 }
 
 /// Seeding of a self-provisioned database.

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::StreamPlan;
+use crate::observe::digest::{Database, Resources, SeriesStats};
 use crate::recorder::{Operation, OperationTotals, new_histogram};
 use crate::scenario::OperationKind;
 use crate::threshold::{Aggregation, Metric, MetricBase, MetricSource, ThresholdResult};
@@ -93,6 +94,21 @@ pub struct Summary {
     pub thresholds: Vec<ThresholdResult>,
     /// True when every threshold passed and the run was not interrupted.
     pub passed: bool,
+    /// What the reader must not miss (a saturated generator or machine).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// CPU and memory per component (SUT services, PostgreSQL, loadgen, the machine).
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    /// The database's view of the run.
+    #[serde(default)]
+    pub database: Option<Database>,
+    /// Each service's scraped metrics over the run (mean, max, last).
+    #[serde(default)]
+    pub services: BTreeMap<String, BTreeMap<String, SeriesStats>>,
+    /// CPU profiles written (`profiles/<service>.svg`), and notes on those that failed.
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 /// Planned rate per operation: each open stream's average rate split by its operation weights.

@@ -106,6 +106,52 @@ pub fn summary_table(summary: &Summary) -> String {
             );
         }
     }
+    resources_lines(&mut out, summary);
+    for warning in &summary.warnings {
+        let _ = writeln!(out, "!!! {warning}");
+    }
     let _ = writeln!(out, "verdict: {}", if summary.passed { "PASS" } else { "FAIL" });
     out
+}
+
+/// CPU and memory per component, and the database's headline figures.
+fn resources_lines(out: &mut String, summary: &Summary) {
+    if let Some(resources) = &summary.resources
+        && !resources.components.is_empty()
+    {
+        let _ = writeln!(out, "{:<20} {:>10} {:>10} {:>12}", "component", "cpu% mean", "cpu% max", "memory MiB");
+        for (name, c) in &resources.components {
+            let _ = writeln!(
+                out,
+                "{name:<20} {:>10.1} {:>10.1} {:>12.1}",
+                c.cpu_percent_mean, c.cpu_percent_max, c.memory_max_mb
+            );
+        }
+    }
+    if let Some(db) = &summary.database {
+        let fmt = |v: Option<f64>, scale: f64| v.map_or("-".to_owned(), |v| format!("{:.1}", v * scale));
+        let _ = writeln!(
+            out,
+            "database: pool busy max {}%, connections max {}, cache hit {}%, lock waits max {}",
+            fmt(db.pool_busy_max, 100.0),
+            fmt(db.connections_max, 1.0),
+            fmt(db.cache_hit_ratio, 100.0),
+            fmt(db.lock_waits_max, 1.0),
+        );
+        if let Some(top) = db.top_statements.first() {
+            let _ = writeln!(
+                out,
+                "  top statement: {} calls, mean {:.2} ms: {}",
+                top.calls,
+                top.mean_ms,
+                top.query.chars().take(90).collect::<String>()
+            );
+        }
+        for note in &db.unavailable {
+            let _ = writeln!(out, "  not observed: {note}");
+        }
+    }
+    for profile in &summary.profiles {
+        let _ = writeln!(out, "profile: {profile}");
+    }
 }

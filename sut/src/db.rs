@@ -145,13 +145,11 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for ProgressRow {
     }
 }
 
+/// The read of one user's rows (`$1` user); the harness explains it too.
+pub const USER_PROGRESS_SQL: &str =
+    "SELECT goal_id, progress, status, completed_at, claimed_at FROM user_goal_progress WHERE user_id = $1";
+
 /// Every stored row of one user.
 pub async fn user_progress(pool: &PgPool, user_id: &str) -> Result<Vec<ProgressRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT goal_id, progress, status, completed_at, claimed_at \
-         FROM user_goal_progress WHERE user_id = $1",
-    )
-    .bind(user_id)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(USER_PROGRESS_SQL).bind(user_id).fetch_all(pool).await
 }

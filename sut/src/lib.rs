@@ -13,6 +13,7 @@
 //! - [`events`]: the event handler: updates, buffer, flusher, store, gRPC services.
 //! - [`services`]: each service as an application that binds its ports and runs until shut
 //!   down; the binaries in `src/bin` are thin wrappers around them.
+//! - [`profiling`]: the CPU flamegraph endpoint of every admin port.
 //! - [`pg`]: a throwaway PostgreSQL cluster (initdb in a temporary folder), for tests and the
 //!   harness's self-provisioned runs.
 //! - [`metrics`], [`duration`], [`shutdown`]: small shared pieces.
@@ -25,6 +26,7 @@ pub mod duration;
 pub mod events;
 pub mod metrics;
 pub mod pg;
+pub mod profiling;
 pub mod reward;
 pub mod services;
 pub mod shutdown;

@@ -53,9 +53,13 @@ struct AdminState {
     pool_gauges: Option<PoolGauges>,
 }
 
-/// The admin port's router: `GET /metrics` in the Prometheus text format.
+/// The admin port's router: `GET /metrics` in the Prometheus text format, and the CPU profile
+/// (`GET /debug/pprof/profile?seconds=N`, a flamegraph SVG).
 pub fn admin_router(registry: Registry, pool_gauges: Option<PoolGauges>) -> Router {
-    Router::new().route("/metrics", get(render)).with_state(Arc::new(AdminState { registry, pool_gauges }))
+    Router::new()
+        .route("/metrics", get(render))
+        .with_state(Arc::new(AdminState { registry, pool_gauges }))
+        .merge(crate::profiling::router())
 }
 
 async fn render(State(state): State<Arc<AdminState>>) -> impl IntoResponse {

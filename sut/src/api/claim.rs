@@ -39,6 +39,10 @@ pub fn find_goal<'a>(state: &'a AppState, challenge_id: &str, goal_id: &str) -> 
     }
 }
 
+/// The claim's update (`$1` user, `$2` goal, `$3` claimed at); the harness explains it too.
+pub const CLAIM_UPDATE_SQL: &str = "UPDATE user_goal_progress SET status = 'claimed', claimed_at = $3, updated_at = $3 \
+     WHERE user_id = $1 AND goal_id = $2 AND status = 'completed'";
+
 /// Claims `goal` for `caller`.
 pub async fn claim<'a>(state: &'a AppState, caller: &Caller, goal: &'a Goal) -> Result<ClaimResponse<'a>, ApiError> {
     let deadline = Instant::now() + state.claim_budget;
@@ -64,15 +68,8 @@ pub async fn claim<'a>(state: &'a AppState, caller: &Caller, goal: &'a Goal) -> 
     state.rewards.grant(&caller.namespace, &caller.user_id, &goal.reward, deadline).await?;
 
     let claimed_at: NaiveDateTime = Utc::now().naive_utc();
-    let updated = sqlx::query(
-        "UPDATE user_goal_progress SET status = 'claimed', claimed_at = $3, updated_at = $3 \
-         WHERE user_id = $1 AND goal_id = $2 AND status = 'completed'",
-    )
-    .bind(&caller.user_id)
-    .bind(&goal.id)
-    .bind(claimed_at)
-    .execute(&mut *tx)
-    .await?;
+    let updated =
+        sqlx::query(CLAIM_UPDATE_SQL).bind(&caller.user_id).bind(&goal.id).bind(claimed_at).execute(&mut *tx).await?;
     if updated.rows_affected() != 1 {
         // The row lock makes this unreachable; refuse rather than report a claim that didn't happen.
         return Err(ApiError::Internal(anyhow::anyhow!("claim update matched {} rows", updated.rows_affected())));

@@ -2,6 +2,8 @@
 //! metrics. [`router`] builds the whole API under its base path; `crate::app` serves it.
 
 mod claim;
+
+pub use claim::CLAIM_UPDATE_SQL;
 pub mod error;
 pub mod view;
 

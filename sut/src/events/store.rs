@@ -87,6 +87,12 @@ WHEN NOT MATCHED THEN INSERT
 /// The MERGE's `n.progress` / `n.completed`, spelled out (MERGE has no per-row variables).
 static MERGE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(merge_sql);
 
+/// The flush's MERGE of a coalesced batch (parameters: the column arrays of [`MERGE_BATCH`]);
+/// the harness explains it too.
+pub fn merge_statement() -> &'static str {
+    MERGE_SQL.as_str()
+}
+
 fn merge_sql() -> String {
     let progress = "LEAST(CASE s.kind \
             WHEN 0 THEN s.amount \

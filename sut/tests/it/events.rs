@@ -472,3 +472,23 @@ async fn metrics_use_the_plans_names() {
     }
     handler.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_port_serves_a_cpu_flamegraph() {
+    let database = fresh_database().await;
+    let handler = spawn_handler(&handler_settings(&database), test_config()).await;
+    let bad = reqwest::get(format!("{}/debug/pprof/profile?seconds=0", handler.admin_url)).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    // Profiles while events arrive, so the graph has something in it.
+    let profile = tokio::spawn(reqwest::get(format!("{}/debug/pprof/profile?seconds=1", handler.admin_url)));
+    let mut clients = connect(&handler.grpc_url).await;
+    for i in 0..200 {
+        send(&mut clients, &Event::Login { user: format!("p{i}") }).await.unwrap();
+    }
+    let response = profile.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    let svg = response.text().await.unwrap();
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..svg.len().min(300)]);
+    handler.stop().await;
+}
