@@ -19,6 +19,7 @@
 //!   PostgreSQL, `/metrics`, CPU profiles).
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
 //! - [`run`]: one run from plan to results.
+//! - [`report`]: the three documents and comparisons, from saved results alone.
 
 pub mod engine;
 pub mod environment;
@@ -26,6 +27,7 @@ pub mod executor;
 pub mod observe;
 pub mod plan;
 pub mod recorder;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;

@@ -30,6 +30,10 @@ enum Command {
     Scenario4(RunArgs),
     /// End-to-end latency: from an event's send to its effect in the API.
     Scenario5(RunArgs),
+    /// Renders the Performance Baseline, Capacity Planning and Performance Tuning documents
+    /// (HTML and Markdown) from saved results folders; with --compare A B, the deltas between
+    /// two runs (exit 99 when one regressed beyond the tolerance).
+    Report(ReportArgs),
     /// Runs a scenario file.
     Run {
         /// The scenario file (YAML).
@@ -39,9 +43,63 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Results folders (one per load level).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the documents go (default: <DIR>/report for one folder, results/report-<time> for several).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare two runs: the first is the baseline.
+    #[arg(long)]
+    compare: bool,
+    /// With --compare: how much worse a figure may get before it is a regression, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    tolerance: f64,
+    /// Capacity model (YAML): tiers_dau, requests_per_user_per_day, events_per_user_per_day,
+    /// peak_factor, headroom, stored_users_per_dau, rows_per_user.
+    #[arg(long)]
+    capacity_model: Option<PathBuf>,
+}
+
+fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    use loadgen::report::{self, compare, data::RunData};
+    if args.compare {
+        let [a, b] = args.dirs.as_slice() else { anyhow::bail!("--compare takes exactly two results folders") };
+        if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
+            anyhow::bail!("--tolerance must be a percentage ≥ 0");
+        }
+        let (a, b) = (RunData::load(a)?, RunData::load(b)?);
+        let (doc, regressions) = compare::document(&a, &b, args.tolerance / 100.0);
+        let (markdown, _) = doc.to_markdown("charts");
+        println!("{markdown}");
+        if let Some(out) = &args.out {
+            std::fs::create_dir_all(out)?;
+            report::write_atomically(&out.join("compare.html"), doc.to_html().as_bytes())?;
+            report::write_atomically(&out.join("compare.md"), markdown.as_bytes())?;
+        }
+        return Ok(if regressions > 0 { EXIT_THRESHOLDS_FAILED } else { EXIT_PASSED });
+    }
+    let out = args.out.clone().unwrap_or_else(|| match args.dirs.as_slice() {
+        [one] => one.join("report"),
+        _ => loadgen::results::default_path(&loadgen::plan::workspace_root().join("results"), "report"),
+    });
+    let model = report::capacity_model(args.capacity_model.as_deref())?;
+    let written = report::render(&args.dirs, &out, &report::analysis::Limits::default(), &model)?;
+    for file in written.iter().filter(|f| f.extension().is_some_and(|e| e == "html")) {
+        println!("{}", file.display());
+    }
+    Ok(EXIT_PASSED)
+}
+
 fn main() {
     let cli = Cli::parse();
     let (scenario, args) = match cli.command {
+        Command::Report(args) => match report(&args) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => fail(&e),
+        },
         Command::Scenario1(args) => (scenarios::builtin("scenario1"), args),
         Command::Scenario2(args) => (scenarios::builtin("scenario2"), args),
         Command::Scenario3(args) => (scenarios::builtin("scenario3"), args),

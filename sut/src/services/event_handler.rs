@@ -115,6 +115,12 @@ impl EventHandler {
             EventMetrics::register(&registry),
         );
         let flush_metrics = FlushMetrics::register(&registry);
+        // The limit beside the size, so a reader of /metrics sees how full the buffer is.
+        crate::metrics::register(
+            &registry,
+            prometheus::IntGauge::new("event_buffer_limit", "Buffer limit in entries (--buffer-limit)")?,
+        )
+        .set(i64::try_from(settings.buffer_limit).unwrap_or(i64::MAX));
         let admin_router = admin_router(registry.clone(), Some(PoolGauges::register(&registry, pool.clone())));
         let grpc = super::bind(&settings.host, settings.grpc_port, "gRPC").await?;
         let admin = super::bind(&settings.host, settings.admin_port, "admin").await?;

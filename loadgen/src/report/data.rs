@@ -1,0 +1,155 @@
+//! A saved run, read back from its results folder alone: `summary.json`, `run.json`,
+//! `timeseries.csv`, `observations.csv` and the HDR interval logs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+
+use crate::observe::ObservationLog;
+use crate::recorder::{Operation, new_histogram};
+use crate::summary::Summary;
+
+use super::ReportError;
+
+/// One row of `timeseries.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeRow {
+    /// Second of the load (end of the interval).
+    pub t_s: f64,
+    /// Operation name.
+    pub operation: String,
+    /// Target rate, when open model.
+    pub target_rate: Option<f64>,
+    /// Requests completed in the second.
+    pub requests: f64,
+    /// Errors in the second.
+    pub errors: f64,
+    /// Arrivals dropped in the second.
+    pub dropped: f64,
+    /// Corrected latency p50/p95/p99, ms.
+    pub latency: [f64; 3],
+}
+
+/// A saved run.
+#[derive(Debug)]
+pub struct RunData {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The folder's name.
+    pub name: String,
+    /// `summary.json`.
+    pub summary: Summary,
+    /// `run.json`, as written.
+    pub run: serde_json::Value,
+    /// `timeseries.csv`.
+    pub timeseries: Vec<TimeRow>,
+    /// `observations.csv` (empty for runs without it).
+    pub observations: ObservationLog,
+    /// Whole-run corrected and service-time histograms per operation, from the HDR logs.
+    pub histograms: BTreeMap<String, (Histogram<u64>, Histogram<u64>)>,
+}
+
+impl RunData {
+    /// Reads a results folder.
+    pub fn load(dir: &Path) -> Result<Self, ReportError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).map_err(|e| ReportError::Input(dir.join(name), e.to_string()))
+        };
+        let summary: Summary = serde_json::from_str(&read("summary.json")?)
+            .map_err(|e| ReportError::Input(dir.join("summary.json"), e.to_string()))?;
+        let run = serde_json::from_str(&read("run.json")?)
+            .map_err(|e| ReportError::Input(dir.join("run.json"), e.to_string()))?;
+        let timeseries = parse_timeseries(&read("timeseries.csv")?)
+            .map_err(|e| ReportError::Input(dir.join("timeseries.csv"), e))?;
+        let observations_path = dir.join("observations.csv");
+        let observations = if observations_path.is_file() {
+            ObservationLog::read(&observations_path)
+                .map_err(|e| ReportError::Input(observations_path, e.to_string()))?
+        } else {
+            ObservationLog::default()
+        };
+        let mut histograms = BTreeMap::new();
+        for op in Operation::ALL {
+            let latency = dir.join("hdr").join(format!("{}.latency.hlog", op.slug()));
+            let service = dir.join("hdr").join(format!("{}.service.hlog", op.slug()));
+            if latency.is_file() && service.is_file() {
+                histograms.insert(op.name().to_owned(), (merged(&latency)?, merged(&service)?));
+            }
+        }
+        let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Self { dir: dir.to_path_buf(), name, summary, run, timeseries, observations, histograms })
+    }
+
+    /// Offered load: REST arrivals per second (API streams) and events per second.
+    pub fn offered(&self) -> (f64, f64) {
+        let rate = |names: &[&str]| {
+            names.iter().filter_map(|n| self.summary.operations.get(*n)).filter_map(|o| o.target_rate).sum::<f64>()
+        };
+        (rate(&["GET /v1/challenges"]), rate(&["OnMessage login", "OnMessage stat"]))
+    }
+
+    /// A short label of the load level: `200 rps + 1000 eps`.
+    pub fn level_label(&self) -> String {
+        let (rps, eps) = self.offered();
+        match (rps > 0.0, eps > 0.0) {
+            (true, true) => format!("{rps:.0} rps + {eps:.0} eps"),
+            (true, false) => format!("{rps:.0} rps"),
+            (false, true) => format!("{eps:.0} eps"),
+            (false, false) => "closed model".into(),
+        }
+    }
+
+    /// The rows of one operation.
+    pub fn rows_of<'a>(&'a self, operation: &'a str) -> impl Iterator<Item = &'a TimeRow> + 'a {
+        self.timeseries.iter().filter(move |r| r.operation == operation)
+    }
+}
+
+fn merged(path: &Path) -> Result<Histogram<u64>, ReportError> {
+    let intervals =
+        crate::results::read_hdr_log(path).map_err(|e| ReportError::Input(path.to_path_buf(), e.to_string()))?;
+    let mut total = new_histogram();
+    for (_, h) in intervals {
+        total.add(&h).map_err(|e| ReportError::Input(path.to_path_buf(), format!("{e:?}")))?;
+    }
+    Ok(total)
+}
+
+fn parse_timeseries(text: &str) -> Result<Vec<TimeRow>, String> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().ok_or("empty")?.split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).ok_or(format!("no column {name}"));
+    let (t, op, target, requests, errors, dropped) = (
+        column("t_s")?,
+        column("operation")?,
+        column("target_rate")?,
+        column("requests")?,
+        column("errors")?,
+        column("dropped")?,
+    );
+    let (p50, p95, p99) = (column("latency_p50_ms")?, column("latency_p95_ms")?, column("latency_p99_ms")?);
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(i, line)| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let number = |c: usize| -> Result<f64, String> {
+                fields.get(c).and_then(|f| f.parse().ok()).ok_or(format!(
+                    "line {}: column {} is not a number",
+                    i + 2,
+                    c + 1
+                ))
+            };
+            Ok(TimeRow {
+                t_s: number(t)?,
+                operation: fields.get(op).ok_or(format!("line {}: no operation", i + 2))?.to_string(),
+                target_rate: fields.get(target).and_then(|f| f.parse().ok()),
+                requests: number(requests)?,
+                errors: number(errors)?,
+                dropped: number(dropped)?,
+                latency: [number(p50)?, number(p95)?, number(p99)?],
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,93 @@
+//! Reports from saved results alone (no re-run, no database): the Performance Baseline Report,
+//! the Capacity Planning Guide and the Performance Tuning Guide, each as one self-contained HTML
+//! file and as Markdown with SVG charts for the book; and the comparison of two runs.
+//!
+//! - [`data`]: a results folder read back.
+//! - [`analysis`]: limits, the maximum sustainable load, the bottleneck and its evidence.
+//! - [`charts`]: plotters charts as SVG.
+//! - [`doc`]: documents as blocks, rendered to HTML and Markdown.
+//! - [`documents`]: the three documents.
+//! - [`compare`]: two runs side by side, regressions marked.
+
+pub mod analysis;
+pub mod charts;
+pub mod compare;
+pub mod data;
+pub mod doc;
+pub mod documents;
+
+use std::path::{Path, PathBuf};
+
+use self::analysis::Limits;
+use self::data::RunData;
+use self::doc::Doc;
+use self::documents::CapacityModel;
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A results file is missing or malformed.
+    #[error("{0}: {1}")]
+    Input(PathBuf, String),
+    /// Writing the report failed.
+    #[error("writing {0}: {1}")]
+    Output(PathBuf, std::io::Error),
+    /// The capacity model file is malformed.
+    #[error("{0}")]
+    Model(String),
+}
+
+/// The file stems of the three documents.
+pub const DOCUMENTS: [&str; 3] = ["performance-baseline", "capacity-planning", "performance-tuning"];
+
+/// Reads runs and writes the three documents into `out`; returns the files written.
+pub fn render(
+    dirs: &[PathBuf],
+    out: &Path,
+    limits: &Limits,
+    model: &CapacityModel,
+) -> Result<Vec<PathBuf>, ReportError> {
+    let runs = dirs.iter().map(|d| RunData::load(d)).collect::<Result<Vec<_>, _>>()?;
+    if runs.is_empty() {
+        return Err(ReportError::Input(out.to_path_buf(), "no results folders given".into()));
+    }
+    let docs =
+        [documents::baseline(&runs, limits), documents::capacity(&runs, limits, model), documents::tuning(&runs)];
+    write_documents(&docs, out)
+}
+
+/// Writes each document as `<stem>.html` and `<stem>.md` (charts in `charts/`), atomically.
+pub fn write_documents(docs: &[Doc], out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let charts_dir = out.join("charts");
+    std::fs::create_dir_all(&charts_dir).map_err(|e| ReportError::Output(charts_dir.clone(), e))?;
+    let mut written = Vec::new();
+    for (stem, doc) in DOCUMENTS.iter().zip(docs) {
+        let html = out.join(format!("{stem}.html"));
+        write_atomically(&html, doc.to_html().as_bytes())?;
+        let (markdown, charts) = doc.to_markdown("charts");
+        let md = out.join(format!("{stem}.md"));
+        write_atomically(&md, markdown.as_bytes())?;
+        for (file, svg) in charts {
+            write_atomically(&charts_dir.join(file), svg.as_bytes())?;
+        }
+        written.push(html);
+        written.push(md);
+    }
+    Ok(written)
+}
+
+/// Writes through a temporary file and a rename.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, bytes).map_err(|e| ReportError::Output(temporary.clone(), e))?;
+    std::fs::rename(&temporary, path).map_err(|e| ReportError::Output(path.to_path_buf(), e))
+}
+
+/// Reads a capacity model (YAML), or the default.
+pub fn capacity_model(path: Option<&Path>) -> Result<CapacityModel, ReportError> {
+    let Some(path) = path else { return Ok(CapacityModel::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| ReportError::Model(format!("{}: {e}", path.display())))?;
+    serde_yaml::from_str(&text).map_err(|e| ReportError::Model(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,158 @@
+//! Reports from a small committed results folder: they render from saved data alone, their
+//! numbers are those of `summary.json`, every SVG parses, and a comparison flags regressions.
+//!
+//! Run with: `cargo test -p loadgen --test report`
+
+use std::path::{Path, PathBuf};
+
+use loadgen::report::analysis::Limits;
+use loadgen::report::data::RunData;
+use loadgen::report::documents::CapacityModel;
+use loadgen::report::{self, compare};
+use loadgen::summary::Summary;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-run")
+}
+
+fn summary(dir: &Path) -> Summary {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn rendered() -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("report");
+    report::render(&[fixture()], &dir, &Limits::default(), &CapacityModel::default()).expect("renders");
+    (out, dir)
+}
+
+/// The cells of the Markdown table row whose cells include `key`.
+fn row_with<'a>(markdown: &'a str, key: &str) -> Vec<&'a str> {
+    markdown
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect::<Vec<_>>())
+        .find(|cells| cells.contains(&key))
+        .unwrap_or_else(|| panic!("no row with {key}"))
+}
+
+#[test]
+fn the_three_documents_render_in_html_and_markdown_from_saved_data() {
+    let (_keep, dir) = rendered();
+    for stem in report::DOCUMENTS {
+        let html = std::fs::read_to_string(dir.join(format!("{stem}.html"))).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(!html.contains("http://") || html.contains("http://www.w3.org/2000/svg"), "{stem}: no external links");
+        assert!(!html.contains("<script") && !html.contains("<link "), "{stem} is self-contained");
+        let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
+        assert!(md.starts_with("# "));
+    }
+    let baseline = std::fs::read_to_string(dir.join("performance-baseline.html")).unwrap();
+    assert!(baseline.matches("<svg").count() >= 8, "charts are inline in the HTML");
+}
+
+#[test]
+fn the_baseline_numbers_are_those_of_the_summary() {
+    let (_keep, dir) = rendered();
+    let summary = summary(&fixture());
+    let md = std::fs::read_to_string(dir.join("performance-baseline.md")).unwrap();
+    for (name, op) in &summary.operations {
+        let cells = row_with(&md, name);
+        let expected = [
+            format!("{:.1}", op.achieved_rate),
+            format!("{:.2}", op.latency_ms.p50),
+            format!("{:.2}", op.latency_ms.p95),
+            format!("{:.2}", op.latency_ms.p99),
+            format!("{:.2}%", op.error_rate * 100.0),
+            format!("{:.2}%", op.dropped_rate * 100.0),
+        ];
+        assert_eq!(&cells[3..], &expected.iter().map(String::as_str).collect::<Vec<_>>()[..], "{name}");
+    }
+    let resources = summary.resources.as_ref().unwrap();
+    for (component, c) in &resources.components {
+        let cells = row_with(&md, component);
+        assert_eq!(cells[2], format!("{:.1}", c.cpu_percent_mean), "{component} CPU mean");
+        assert_eq!(cells[4], format!("{:.1}", c.memory_max_mb), "{component} memory");
+    }
+}
+
+#[test]
+fn the_capacity_and_tuning_numbers_are_those_of_the_summary() {
+    let (_keep, dir) = rendered();
+    let summary = summary(&fixture());
+    let run = RunData::load(&fixture()).unwrap();
+    let (rps, eps) = run.offered();
+    let capacity = std::fs::read_to_string(dir.join("capacity-planning.md")).unwrap();
+    assert!(
+        capacity.contains(&format!("plan for **{:.0} rps** and **{:.0} eps**", rps * 0.7, eps * 0.7)),
+        "{capacity}"
+    );
+    let tuning = std::fs::read_to_string(dir.join("performance-tuning.md")).unwrap();
+    let db = summary.database.as_ref().unwrap();
+    let top = &db.top_statements[0];
+    let cells = tuning
+        .lines()
+        .find(|l| l.starts_with(&format!("| {} | {:.0} |", top.calls, top.total_ms)))
+        .unwrap_or_else(|| panic!("the top statement's row:\n{tuning}"));
+    assert!(cells.contains(&format!("{:.3}", top.mean_ms)));
+    for (service, busy) in &db.pool_busy_max_by_service {
+        assert_eq!(row_with(&tuning, service)[2], format!("{:.2}%", busy * 100.0));
+    }
+    for plan in &db.explain {
+        assert!(tuning.contains(plan.plan.lines().next().unwrap()), "the plan of {}", plan.name);
+    }
+}
+
+#[test]
+fn every_svg_parses() {
+    let (_keep, dir) = rendered();
+    let mut charts = 0;
+    for entry in std::fs::read_dir(dir.join("charts")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        charts += 1;
+    }
+    assert!(charts >= 8, "{charts} charts");
+    // And the inline copies in the HTML.
+    let html = std::fs::read_to_string(dir.join("performance-baseline.html")).unwrap();
+    for piece in html.split("<svg").skip(1) {
+        let svg = format!("<svg{}</svg>", piece.split("</svg>").next().unwrap());
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("inline SVG: {e}"));
+    }
+}
+
+#[test]
+fn a_comparison_flags_a_regression_beyond_the_tolerance_and_not_within_it() {
+    let run = RunData::load(&fixture()).unwrap();
+    let same = RunData::load(&fixture()).unwrap();
+    let (_, regressions) = compare::document(&run, &same, 0.10);
+    assert_eq!(regressions, 0);
+
+    let copy = tempfile::tempdir().unwrap();
+    let slower = copy.path().join("slower");
+    copy_dir(&fixture(), &slower);
+    let mut changed = summary(&slower);
+    let op = changed.operations.get_mut("GET /v1/challenges").unwrap();
+    op.latency_ms.p95 *= 1.5;
+    op.latency_ms.p99 *= 1.05;
+    std::fs::write(slower.join("summary.json"), serde_json::to_string(&changed).unwrap()).unwrap();
+    let slower = RunData::load(&slower).unwrap();
+    let deltas = compare::deltas(&run, &slower, 0.10);
+    let flagged: Vec<_> = deltas.iter().filter(|d| d.regression).map(|d| (d.operation.as_str(), d.figure)).collect();
+    assert_eq!(flagged, [("GET /v1/challenges", "p95 ms")], "p99 +5% is within 10%");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
