@@ -57,6 +57,9 @@ struct ReportArgs {
     /// With --compare: how much worse a figure may get before it is a regression, in percent.
     #[arg(long, default_value_t = 10.0)]
     tolerance: f64,
+    /// Write Markdown and charts only (for the book, which makes its own HTML).
+    #[arg(long)]
+    markdown_only: bool,
     /// Capacity model (YAML): tiers_dau, requests_per_user_per_day, events_per_user_per_day,
     /// peak_factor, headroom, stored_users_per_dau, rows_per_user.
     #[arg(long)]
@@ -86,8 +89,9 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         _ => loadgen::results::default_path(&loadgen::plan::workspace_root().join("results"), "report"),
     });
     let model = report::capacity_model(args.capacity_model.as_deref())?;
-    let written = report::render(&args.dirs, &out, &report::analysis::Limits::default(), &model)?;
-    for file in written.iter().filter(|f| f.extension().is_some_and(|e| e == "html")) {
+    let formats = if args.markdown_only { report::Formats::MarkdownOnly } else { report::Formats::All };
+    let written = report::render(&args.dirs, &out, &report::analysis::Limits::default(), &model, formats)?;
+    for file in &written {
         println!("{}", file.display());
     }
     Ok(EXIT_PASSED)

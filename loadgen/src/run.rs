@@ -21,6 +21,7 @@ use crate::observe::resources::{ProcessSampler, ProcessTarget, ResourceSource};
 use crate::observe::{ObservationLog, ObservationWriter, Observer, digest};
 use crate::plan::{AuthPlan, Plan, Target};
 use crate::recorder::{Operation, Recorder};
+use crate::report::Formats;
 use crate::report::analysis::Limits;
 use crate::results::ResultsDir;
 use crate::scenario::OperationKind;
@@ -279,9 +280,13 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     // Every run ends with its own report, from what it just saved.
     let partial = results.partial_path().to_path_buf();
     let model = crate::report::documents::CapacityModel::default();
-    if let Err(e) =
-        crate::report::render(std::slice::from_ref(&partial), &partial.join("report"), &Limits::default(), &model)
-    {
+    if let Err(e) = crate::report::render(
+        std::slice::from_ref(&partial),
+        &partial.join("report"),
+        &Limits::default(),
+        &model,
+        Formats::All,
+    ) {
         eprintln!("gauntlet: the report could not be rendered: {e} (render it later with `loadgen report`)");
     }
     let folder = results.finish()?;

@@ -22,7 +22,8 @@ fn summary(dir: &Path) -> Summary {
 fn rendered() -> (tempfile::TempDir, PathBuf) {
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("report");
-    report::render(&[fixture()], &dir, &Limits::default(), &CapacityModel::default()).expect("renders");
+    report::render(&[fixture()], &dir, &Limits::default(), &CapacityModel::default(), report::Formats::All)
+        .expect("renders");
     (out, dir)
 }
 

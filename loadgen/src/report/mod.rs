@@ -40,12 +40,22 @@ pub enum ReportError {
 /// The file stems of the three documents.
 pub const DOCUMENTS: [&str; 3] = ["performance-baseline", "capacity-planning", "performance-tuning"];
 
+/// Which files a report is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formats {
+    /// HTML and Markdown.
+    All,
+    /// Markdown and its charts only (for the book, whose own HTML comes from the Markdown).
+    MarkdownOnly,
+}
+
 /// Reads runs and writes the three documents into `out`; returns the files written.
 pub fn render(
     dirs: &[PathBuf],
     out: &Path,
     limits: &Limits,
     model: &CapacityModel,
+    formats: Formats,
 ) -> Result<Vec<PathBuf>, ReportError> {
     let runs = dirs.iter().map(|d| RunData::load(d)).collect::<Result<Vec<_>, _>>()?;
     if runs.is_empty() {
@@ -53,24 +63,26 @@ pub fn render(
     }
     let docs =
         [documents::baseline(&runs, limits), documents::capacity(&runs, limits, model), documents::tuning(&runs)];
-    write_documents(&docs, out)
+    write_documents(&docs, out, formats)
 }
 
 /// Writes each document as `<stem>.html` and `<stem>.md` (charts in `charts/`), atomically.
-pub fn write_documents(docs: &[Doc], out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+pub fn write_documents(docs: &[Doc], out: &Path, formats: Formats) -> Result<Vec<PathBuf>, ReportError> {
     let charts_dir = out.join("charts");
     std::fs::create_dir_all(&charts_dir).map_err(|e| ReportError::Output(charts_dir.clone(), e))?;
     let mut written = Vec::new();
     for (stem, doc) in DOCUMENTS.iter().zip(docs) {
-        let html = out.join(format!("{stem}.html"));
-        write_atomically(&html, doc.to_html().as_bytes())?;
+        if formats == Formats::All {
+            let html = out.join(format!("{stem}.html"));
+            write_atomically(&html, doc.to_html().as_bytes())?;
+            written.push(html);
+        }
         let (markdown, charts) = doc.to_markdown("charts");
         let md = out.join(format!("{stem}.md"));
         write_atomically(&md, markdown.as_bytes())?;
         for (file, svg) in charts {
             write_atomically(&charts_dir.join(file), svg.as_bytes())?;
         }
-        written.push(html);
         written.push(md);
     }
     Ok(written)
