@@ -19,6 +19,7 @@
 //!   PostgreSQL, `/metrics`, CPU profiles).
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
 //! - [`run`]: one run from plan to results.
+//! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
 //! - [`report`]: the three documents and comparisons, from saved results alone.
 
 pub mod engine;
@@ -33,6 +34,7 @@ pub mod run;
 pub mod scenario;
 pub mod scenarios;
 pub mod summary;
+pub mod sweep;
 pub mod terminal;
 pub mod threshold;
 pub mod workload;

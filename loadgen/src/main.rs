@@ -34,6 +34,20 @@ enum Command {
     /// (HTML and Markdown) from saved results folders; with --compare A B, the deltas between
     /// two runs (exit 99 when one regressed beyond the tolerance).
     Report(ReportArgs),
+    /// Finds the breaking point: steps through load levels (API, events, both), stops at the
+    /// first that breaks a limit, bisects, and writes capacity.json with one folder per level.
+    Sweep(Box<loadgen::sweep::SweepArgs>),
+    /// Compares a sweep's capacity.json with a reference one; exit 99 when a maximum
+    /// sustainable load fell by more than the tolerance.
+    CapacityCheck {
+        /// The new capacity.json.
+        current: PathBuf,
+        /// The reference capacity.json.
+        reference: PathBuf,
+        /// Allowed fall, in percent.
+        #[arg(long, default_value_t = 20.0)]
+        tolerance: f64,
+    },
     /// Runs a scenario file.
     Run {
         /// The scenario file (YAML).
@@ -97,9 +111,70 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     Ok(EXIT_PASSED)
 }
 
+fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
+    let out =
+        args.run.out.clone().unwrap_or_else(|| {
+            loadgen::results::default_path(&loadgen::plan::workspace_root().join("results"), "sweep")
+        });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(&e.into()));
+    match runtime.block_on(loadgen::sweep::run(args, &out)) {
+        Ok(capacity) => {
+            for search in &capacity.searches {
+                println!(
+                    "{:?}: maximum sustainable {}; {}",
+                    search.mode,
+                    search.max_sustainable.map_or("— (the first level broke a limit)".to_owned(), |l| format!(
+                        "{} rps + {} eps",
+                        l.rps, l.eps
+                    )),
+                    search.first_broken.as_ref().map_or("no level broke a limit".to_owned(), |(l, why)| format!(
+                        "first broken at {} rps + {} eps: {why}",
+                        l.rps, l.eps
+                    ))
+                );
+            }
+            println!("capacity: {}", out.join("capacity.json").display());
+            if let Some(reason) = &capacity.interrupted {
+                eprintln!("loadgen: the sweep stopped early: {reason}; the levels measured are kept");
+                return EXIT_ERROR;
+            }
+            EXIT_PASSED
+        }
+        Err(e) => {
+            eprintln!("loadgen: error: {e}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn capacity_check(current: &std::path::Path, reference: &std::path::Path, tolerance: f64) -> anyhow::Result<i32> {
+    let read = |p: &std::path::Path| -> anyhow::Result<loadgen::sweep::Capacity> {
+        let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a capacity.json: {e}", p.display()))
+    };
+    if !(tolerance.is_finite() && (0.0..100.0).contains(&tolerance)) {
+        anyhow::bail!("--tolerance must be a percentage between 0 and 100");
+    }
+    let regressions = loadgen::sweep::regressions(&read(current)?, &read(reference)?, tolerance / 100.0);
+    for r in &regressions {
+        println!("REGRESSION {r}");
+    }
+    if regressions.is_empty() {
+        println!("no maximum sustainable load fell by more than {tolerance}%");
+    }
+    Ok(if regressions.is_empty() { EXIT_PASSED } else { EXIT_THRESHOLDS_FAILED })
+}
+
 fn main() {
     let cli = Cli::parse();
     let (scenario, args) = match cli.command {
+        Command::Sweep(args) => std::process::exit(sweep(*args)),
+        Command::CapacityCheck { current, reference, tolerance } => {
+            match capacity_check(&current, &reference, tolerance) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => fail(&e),
+            }
+        }
         Command::Report(args) => match report(&args) {
             Ok(code) => std::process::exit(code),
             Err(e) => fail(&e),

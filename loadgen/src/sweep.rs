@@ -1,0 +1,482 @@
+//! `loadgen sweep`: finds the breaking point. It steps through load levels — isolated API,
+//! isolated events, then both together — each for a set duration after a warm-up, stops at the
+//! first level that breaks a limit, narrows the limit down by bisection between the last good and
+//! the first bad level, and writes `capacity.json` beside one results folder per level.
+//!
+//! A level is judged on the seconds after its warm-up only (from the per-second HDR intervals and
+//! the time series), so the ramp-up of connections and caches does not count against it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::observe::digest::GeneratorCheck;
+use crate::plan::{Plan, RunArgs};
+use crate::recorder::{Operation, new_histogram};
+use crate::report::analysis::Limits;
+use crate::report::data::RunData;
+
+/// Which searches a sweep makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMode {
+    /// REST only (scenario 1).
+    Api,
+    /// Events only (scenario 2).
+    Events,
+    /// Both at once (scenario 3), API and event levels paired by their position.
+    Combined,
+    /// Api, then events, then combined.
+    All,
+}
+
+/// `loadgen sweep` options.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Which searches to make.
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: SweepMode,
+    /// API levels, requests/s.
+    #[arg(long, value_delimiter = ',', default_value = "50,100,200,500,1000,2000,5000")]
+    pub api_levels: Vec<f64>,
+    /// Event levels, events/s.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000,2000,5000,10000,20000")]
+    pub event_levels: Vec<f64>,
+    /// How long each level is measured, after its warm-up.
+    #[arg(long, default_value = "30s", value_parser = sut::duration::clap_parser)]
+    pub level_duration: Duration,
+    /// Warm-up of each level, not judged.
+    #[arg(long, default_value = "10s", value_parser = sut::duration::clap_parser)]
+    pub warmup: Duration,
+    /// Bisection stops when the bad level is within this fraction above the good one.
+    #[arg(long, default_value_t = 0.1)]
+    pub precision: f64,
+    /// Limit: highest error rate of any operation.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_error_rate: f64,
+    /// Limit: highest API p95 (corrected).
+    #[arg(long, default_value = "2s", value_parser = sut::duration::clap_parser)]
+    pub max_api_p95: Duration,
+    /// Limit: highest event p95 (corrected).
+    #[arg(long, default_value = "500ms", value_parser = sut::duration::clap_parser)]
+    pub max_event_p95: Duration,
+    /// Limit: highest share of arrivals dropped.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_dropped: f64,
+    /// The target and the rest (as for a run; --rps, --eps and --duration are the sweep's).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// A load level: REST and event arrival rates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Level {
+    /// Requests/s (0 when the search sends none).
+    pub rps: f64,
+    /// Events/s (0 when the search sends none).
+    pub eps: f64,
+}
+
+impl Level {
+    fn magnitude(self) -> f64 {
+        self.rps + self.eps
+    }
+
+    fn between(self, other: Level) -> Level {
+        Level { rps: ((self.rps + other.rps) / 2.0).round(), eps: ((self.eps + other.eps) / 2.0).round() }
+    }
+
+    fn label(self) -> String {
+        match (self.rps > 0.0, self.eps > 0.0) {
+            (true, true) => format!("{:.0}rps-{:.0}eps", self.rps, self.eps),
+            (true, false) => format!("{:.0}rps", self.rps),
+            _ => format!("{:.0}eps", self.eps),
+        }
+    }
+}
+
+/// One operation after the warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// Completed requests per second.
+    pub achieved_rate: f64,
+    /// Requests.
+    pub requests: f64,
+    /// `errors / requests`.
+    pub error_rate: f64,
+    /// `dropped / (requests + dropped)`.
+    pub dropped_rate: f64,
+    /// Corrected p95, ms.
+    pub p95_ms: f64,
+    /// Corrected p99, ms.
+    pub p99_ms: f64,
+}
+
+/// One measured level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelRecord {
+    /// The level.
+    pub level: Level,
+    /// Its results folder (relative to the sweep's).
+    pub folder: String,
+    /// Within every limit.
+    pub passed: bool,
+    /// The first limit it broke.
+    pub broken: Option<String>,
+    /// Per operation, after the warm-up.
+    pub operations: BTreeMap<String, WindowStats>,
+}
+
+/// One search (api, events or combined).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRecord {
+    /// Which.
+    pub mode: SweepMode,
+    /// Levels in the order measured.
+    pub levels: Vec<LevelRecord>,
+    /// The heaviest level within the limits.
+    pub max_sustainable: Option<Level>,
+    /// The lightest level that broke a limit, and which.
+    pub first_broken: Option<(Level, String)>,
+}
+
+/// `capacity.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// The limits.
+    pub limits: Limits,
+    /// Seconds judged per level.
+    pub level_duration_s: f64,
+    /// Warm-up seconds per level.
+    pub warmup_s: f64,
+    /// Bisection precision.
+    pub precision: f64,
+    /// The searches.
+    pub searches: Vec<SearchRecord>,
+    /// Why the sweep stopped early (Ctrl-C, a failed level), if it did.
+    pub interrupted: Option<String>,
+}
+
+/// Why a sweep could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// A bad option.
+    #[error("{0}")]
+    Option(String),
+    /// Writing results failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SweepArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            error_rate: self.max_error_rate,
+            api_p95_ms: self.max_api_p95.as_secs_f64() * 1000.0,
+            event_p95_ms: self.max_event_p95.as_secs_f64() * 1000.0,
+            dropped_rate: self.max_dropped,
+        }
+    }
+
+    fn validate(&self) -> Result<(), SweepError> {
+        let bad = |m: &str| Err(SweepError::Option(m.to_owned()));
+        if self.run.rps.is_some() || self.run.eps.is_some() || self.run.duration.is_some() {
+            return bad(
+                "--rps, --eps and --duration are set by the sweep: use --api-levels, --event-levels, --level-duration",
+            );
+        }
+        if self.api_levels.iter().chain(&self.event_levels).any(|l| !(l.is_finite() && *l > 0.0)) {
+            return bad("levels must be numbers > 0");
+        }
+        if self.level_duration.is_zero() {
+            return bad("--level-duration must be > 0");
+        }
+        if !(self.precision > 0.0 && self.precision < 1.0) {
+            return bad("--precision must be between 0 and 1 (0.1 = 10%)");
+        }
+        Ok(())
+    }
+}
+
+/// The searches of a mode, each with its ladder of levels.
+fn ladders(args: &SweepArgs) -> Vec<(SweepMode, &'static str, Vec<Level>)> {
+    let mut api: Vec<f64> = args.api_levels.clone();
+    let mut events: Vec<f64> = args.event_levels.clone();
+    api.sort_by(f64::total_cmp);
+    events.sort_by(f64::total_cmp);
+    let api_ladder = api.iter().map(|r| Level { rps: *r, eps: 0.0 }).collect();
+    let event_ladder = events.iter().map(|e| Level { rps: 0.0, eps: *e }).collect();
+    let combined = api.iter().zip(&events).map(|(r, e)| Level { rps: *r, eps: *e }).collect();
+    let all = [
+        (SweepMode::Api, "scenario1", api_ladder),
+        (SweepMode::Events, "scenario2", event_ladder),
+        (SweepMode::Combined, "scenario3", combined),
+    ];
+    all.into_iter().filter(|(mode, _, _)| args.mode == SweepMode::All || args.mode == *mode).collect()
+}
+
+/// Runs the sweep into `out` (which must not exist yet).
+pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
+    args.validate()?;
+    if out.exists() {
+        return Err(SweepError::Option(format!("{} exists already; choose another --out", out.display())));
+    }
+    std::fs::create_dir_all(out)?;
+    let limits = args.limits();
+    let mut capacity = Capacity {
+        limits,
+        level_duration_s: args.level_duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        precision: args.precision,
+        searches: Vec::new(),
+        interrupted: None,
+    };
+    let ladders = ladders(&args);
+    let planned: usize = ladders.iter().map(|(_, _, l)| l.len()).sum();
+    let mut progress = Progress { done: 0, planned, started: Instant::now() };
+    for (mode, scenario, ladder) in ladders {
+        let mut search = SearchRecord { mode, levels: Vec::new(), max_sustainable: None, first_broken: None };
+        let outcome = search_ladder(&args, scenario, &ladder, out, &mut search, &mut progress).await;
+        capacity.searches.push(search);
+        write_capacity(out, &capacity)?;
+        if let Err(reason) = outcome {
+            capacity.interrupted = Some(reason);
+            break;
+        }
+    }
+    write_capacity(out, &capacity)?;
+    let folders: Vec<PathBuf> = capacity
+        .searches
+        .iter()
+        .flat_map(|s| s.levels.iter().map(|l| out.join(&l.folder)))
+        .filter(|f| f.join("summary.json").is_file())
+        .collect();
+    if !folders.is_empty() {
+        let model = crate::report::documents::CapacityModel::default();
+        if let Err(e) =
+            crate::report::render(&folders, &out.join("report"), &limits, &model, crate::report::Formats::All)
+        {
+            eprintln!("sweep: the report could not be rendered: {e}");
+        }
+    }
+    Ok(capacity)
+}
+
+struct Progress {
+    done: usize,
+    planned: usize,
+    started: Instant,
+}
+
+impl Progress {
+    fn announce(&mut self, mode: SweepMode, level: Level, per_level: Duration) {
+        self.done += 1;
+        let left = self.planned.saturating_sub(self.done) + 1;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let each = if self.done > 1 { elapsed / (self.done - 1) as f64 } else { per_level.as_secs_f64() + 10.0 };
+        eprintln!(
+            "sweep: {mode:?} level {} of {} planned so far ({}) — about {:.0} min left",
+            self.done,
+            self.planned.max(self.done),
+            level.label(),
+            (left as f64 * each / 60.0).ceil()
+        );
+    }
+}
+
+/// Climbs `ladder` until a level breaks a limit, then bisects. `Err` when the sweep must stop
+/// (Ctrl-C, a run that could not be done).
+async fn search_ladder(
+    args: &SweepArgs,
+    scenario: &str,
+    ladder: &[Level],
+    out: &Path,
+    search: &mut SearchRecord,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    let limits = args.limits();
+    let mut good: Option<Level> = None;
+    let mut bad: Option<(Level, String)> = None;
+    for level in ladder {
+        progress.announce(search.mode, *level, args.level_duration + args.warmup);
+        let record = measure(args, scenario, *level, out, search.mode, &limits).await?;
+        let broken = record.broken.clone();
+        search.levels.push(record);
+        match broken {
+            None => good = Some(*level),
+            Some(why) => {
+                bad = Some((*level, why));
+                break;
+            }
+        }
+    }
+    // Bisection between the last good level (or nothing: zero) and the first bad one.
+    if let Some((mut high, mut why)) = bad.clone() {
+        let mut low = good.unwrap_or(Level { rps: high.rps / 2.0, eps: high.eps / 2.0 });
+        let floor_known = good.is_some();
+        while floor_known && (high.magnitude() - low.magnitude()) / low.magnitude() > args.precision {
+            let middle = low.between(high);
+            if middle == low || middle == high {
+                break;
+            }
+            progress.planned += 1;
+            progress.announce(search.mode, middle, args.level_duration + args.warmup);
+            let record = measure(args, scenario, middle, out, search.mode, &limits).await?;
+            let broken = record.broken.clone();
+            search.levels.push(record);
+            match broken {
+                None => low = middle,
+                Some(reason) => (high, why) = (middle, reason),
+            }
+        }
+        search.max_sustainable = floor_known.then_some(low);
+        search.first_broken = Some((high, why));
+    } else {
+        search.max_sustainable = good;
+    }
+    Ok(())
+}
+
+/// Runs one level and judges it.
+async fn measure(
+    args: &SweepArgs,
+    scenario: &str,
+    level: Level,
+    out: &Path,
+    mode: SweepMode,
+    limits: &Limits,
+) -> Result<LevelRecord, String> {
+    let folder = format!("{}-{}", format!("{mode:?}").to_lowercase(), level.label());
+    let mut run_args = args.run.clone();
+    run_args.rps = (level.rps > 0.0).then_some(level.rps);
+    run_args.eps = (level.eps > 0.0).then_some(level.eps);
+    run_args.duration = Some(args.warmup + args.level_duration);
+    run_args.out = Some(out.join(&folder));
+    run_args.quiet = true;
+    let mut scenario = crate::scenarios::builtin(scenario).map_err(|e| e.to_string())?;
+    scenario.thresholds.clear(); // the sweep judges by its limits
+    scenario.profile = None;
+    let plan = Plan::new(scenario, &run_args).map_err(|e| e.to_string())?;
+    let output = crate::run::execute(plan).await.map_err(|e| format!("level {}: {e}", level.label()))?;
+    if let Some(reason) = &output.summary.interrupted {
+        return Err(format!("level {} ended early: {reason}", level.label()));
+    }
+    let operations = window_stats(&out.join(&folder), args.warmup.as_secs_f64()).map_err(|e| e.to_string())?;
+    let generator = output.summary.resources.as_ref().and_then(|r| r.generator);
+    let broken = judge(&operations, limits, generator);
+    eprintln!(
+        "sweep:   {} → {}",
+        level.label(),
+        broken.as_deref().map_or("within the limits".to_owned(), |b| format!("BROKE: {b}"))
+    );
+    Ok(LevelRecord { level, folder, passed: broken.is_none(), broken, operations })
+}
+
+/// The first limit broken by the stats after the warm-up (or by a saturated generator, which
+/// makes any number from that level untrustworthy).
+pub fn judge(
+    operations: &BTreeMap<String, WindowStats>,
+    limits: &Limits,
+    generator: Option<GeneratorCheck>,
+) -> Option<String> {
+    if generator.is_some_and(|g| g.saturated) {
+        return Some("the generator saturated its CPU (the level can't be measured here)".into());
+    }
+    for (name, op) in operations {
+        if op.error_rate > limits.error_rate {
+            return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
+        }
+        if op.dropped_rate > limits.dropped_rate {
+            return Some(format!(
+                "{name} dropped {:.2}% > {:.2}%",
+                op.dropped_rate * 100.0,
+                limits.dropped_rate * 100.0
+            ));
+        }
+        let limit = if name.starts_with("OnMessage") {
+            limits.event_p95_ms
+        } else if name.starts_with("E2E") {
+            continue;
+        } else {
+            limits.api_p95_ms
+        };
+        if op.p95_ms > limit {
+            return Some(format!("{name} p95 {:.0} ms > {limit:.0} ms", op.p95_ms));
+        }
+    }
+    None
+}
+
+/// Per operation, the seconds after `warmup_s`: counts from `timeseries.csv`, percentiles from
+/// the HDR interval logs.
+pub fn window_stats(dir: &Path, warmup_s: f64) -> Result<BTreeMap<String, WindowStats>, crate::report::ReportError> {
+    let run = RunData::load(dir)?;
+    let mut stats = BTreeMap::new();
+    for name in run.summary.operations.keys() {
+        let rows: Vec<_> = run.rows_of(name).filter(|r| r.t_s > warmup_s).collect();
+        let seconds = rows.iter().filter(|r| r.requests > 0.0 || r.target_rate.is_some()).count().max(1) as f64;
+        let requests: f64 = rows.iter().map(|r| r.requests).sum();
+        let errors: f64 = rows.iter().map(|r| r.errors).sum();
+        let dropped: f64 = rows.iter().map(|r| r.dropped).sum();
+        let mut latency = new_histogram();
+        if let Some(op) = Operation::ALL.iter().find(|o| o.name() == name) {
+            let path = dir.join("hdr").join(format!("{}.latency.hlog", op.slug()));
+            if path.is_file() {
+                for (start, h) in crate::results::read_hdr_log(&path)
+                    .map_err(|e| crate::report::ReportError::Input(path.clone(), e.to_string()))?
+                {
+                    if start >= warmup_s {
+                        let _ = latency.add(&h);
+                    }
+                }
+            }
+        }
+        let q = |q: f64| if latency.is_empty() { 0.0 } else { latency.value_at_quantile(q) as f64 / 1000.0 };
+        stats.insert(
+            name.clone(),
+            WindowStats {
+                achieved_rate: requests / seconds,
+                requests,
+                error_rate: if requests > 0.0 { errors / requests } else { 0.0 },
+                dropped_rate: if requests + dropped > 0.0 { dropped / (requests + dropped) } else { 0.0 },
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+            },
+        );
+    }
+    Ok(stats)
+}
+
+fn write_capacity(out: &Path, capacity: &Capacity) -> std::io::Result<()> {
+    crate::results::write_json_atomically(&out.join("capacity.json"), capacity)
+}
+
+/// `loadgen capacity-check`: the maximum sustainable load of each search in `current` against
+/// `reference`; the searches that fell by more than `tolerance` (a fraction).
+pub fn regressions(current: &Capacity, reference: &Capacity, tolerance: f64) -> Vec<String> {
+    let mut out = Vec::new();
+    for before in &reference.searches {
+        let Some(before_max) = before.max_sustainable else { continue };
+        let after = current.searches.iter().find(|s| s.mode == before.mode);
+        let after_max = after.and_then(|s| s.max_sustainable);
+        match after_max {
+            Some(now) if now.magnitude() >= before_max.magnitude() * (1.0 - tolerance) => {}
+            Some(now) => out.push(format!(
+                "{:?}: maximum sustainable load fell from {} to {} (more than {:.0}%)",
+                before.mode,
+                before_max.label(),
+                now.label(),
+                tolerance * 100.0
+            )),
+            None => out.push(format!(
+                "{:?}: no sustainable level found (the reference sustained {})",
+                before.mode,
+                before_max.label()
+            )),
+        }
+    }
+    out
+}
