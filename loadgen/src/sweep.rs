@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::observe::digest::GeneratorCheck;
 use crate::plan::{Plan, RunArgs};
 use crate::recorder::{Operation, new_histogram};
-use crate::report::analysis::Limits;
+use crate::report::analysis::{Limits, OperationFigures, first_broken};
 use crate::report::data::RunData;
 
 /// Which searches a sweep makes.
@@ -385,29 +385,13 @@ pub fn judge(
     if generator.is_some_and(|g| g.saturated) {
         return Some("the generator saturated its CPU (the level can't be measured here)".into());
     }
-    for (name, op) in operations {
-        if op.error_rate > limits.error_rate {
-            return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
-        }
-        if op.dropped_rate > limits.dropped_rate {
-            return Some(format!(
-                "{name} dropped {:.2}% > {:.2}%",
-                op.dropped_rate * 100.0,
-                limits.dropped_rate * 100.0
-            ));
-        }
-        let limit = if name.starts_with("OnMessage") {
-            limits.event_p95_ms
-        } else if name.starts_with("E2E") {
-            continue;
-        } else {
-            limits.api_p95_ms
-        };
-        if op.p95_ms > limit {
-            return Some(format!("{name} p95 {:.0} ms > {limit:.0} ms", op.p95_ms));
-        }
-    }
-    None
+    let figures = operations.iter().map(|(name, op)| {
+        (
+            name.as_str(),
+            OperationFigures { error_rate: op.error_rate, dropped_rate: op.dropped_rate, p95_ms: op.p95_ms },
+        )
+    });
+    first_broken(figures, limits)
 }
 
 /// Per operation, the seconds after `warmup_s`: counts from `timeseries.csv`, percentiles from

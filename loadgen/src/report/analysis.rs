@@ -32,7 +32,33 @@ pub fn broken_limit(summary: &Summary, limits: &Limits) -> Option<String> {
     if let Some(reason) = &summary.interrupted {
         return Some(format!("the run ended early ({reason})"));
     }
-    for (name, op) in &summary.operations {
+    let figures = summary.operations.iter().map(|(name, op)| {
+        (
+            name.as_str(),
+            OperationFigures { error_rate: op.error_rate, dropped_rate: op.dropped_rate, p95_ms: op.latency_ms.p95 },
+        )
+    });
+    first_broken(figures, limits)
+}
+
+/// The figures of one operation that the limits judge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OperationFigures {
+    /// `errors / requests`.
+    pub error_rate: f64,
+    /// `dropped / arrivals`.
+    pub dropped_rate: f64,
+    /// Corrected p95, ms.
+    pub p95_ms: f64,
+}
+
+/// The first limit broken by any operation (event operations against the event p95, the end-to-
+/// end probe against none, the rest against the API p95).
+pub fn first_broken<'a>(
+    operations: impl Iterator<Item = (&'a str, OperationFigures)>,
+    limits: &Limits,
+) -> Option<String> {
+    for (name, op) in operations {
         if op.error_rate > limits.error_rate {
             return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
         }
@@ -50,8 +76,8 @@ pub fn broken_limit(summary: &Summary, limits: &Limits) -> Option<String> {
         } else {
             (limits.api_p95_ms, "API")
         };
-        if op.latency_ms.p95 > limit {
-            return Some(format!("{kind} p95 ({name}) {:.0} ms > {limit:.0} ms", op.latency_ms.p95));
+        if op.p95_ms > limit {
+            return Some(format!("{kind} p95 ({name}) {:.0} ms > {limit:.0} ms", op.p95_ms));
         }
     }
     None
