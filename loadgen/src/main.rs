@@ -121,8 +121,9 @@ fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
         Ok(capacity) => {
             for search in &capacity.searches {
                 println!(
-                    "{:?}: maximum sustainable {}; {}",
+                    "{:?}{}: maximum sustainable {}; {}",
                     search.mode,
+                    search.api_rps.map_or(String::new(), |r| format!(" at {r} rps")),
                     search.max_sustainable.map_or("— (the first level broke a limit)".to_owned(), |l| format!(
                         "{} rps + {} eps",
                         l.rps, l.eps

@@ -27,7 +27,8 @@ pub enum SweepMode {
     Api,
     /// Events only (scenario 2).
     Events,
-    /// Both at once (scenario 3), API and event levels paired by their position.
+    /// Both at once (scenario 3), as a matrix: for each API level, the event levels are
+    /// climbed and bisected, giving the maximum event rate sustainable beside that API load.
     Combined,
     /// Api, then events, then combined.
     All,
@@ -130,11 +131,14 @@ pub struct LevelRecord {
     pub operations: BTreeMap<String, WindowStats>,
 }
 
-/// One search (api, events or combined).
+/// One search (api, events, or one row of the combined matrix).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchRecord {
     /// Which.
     pub mode: SweepMode,
+    /// In the combined matrix: the API rate this row holds while the event rate climbs.
+    #[serde(default)]
+    pub api_rps: Option<f64>,
     /// Levels in the order measured.
     pub levels: Vec<LevelRecord>,
     /// The heaviest level within the limits.
@@ -209,12 +213,10 @@ fn ladders(args: &SweepArgs) -> Vec<(SweepMode, &'static str, Vec<Level>)> {
     events.sort_by(f64::total_cmp);
     let api_ladder = api.iter().map(|r| Level { rps: *r, eps: 0.0 }).collect();
     let event_ladder = events.iter().map(|e| Level { rps: 0.0, eps: *e }).collect();
-    let combined = api.iter().zip(&events).map(|(r, e)| Level { rps: *r, eps: *e }).collect();
-    let all = [
-        (SweepMode::Api, "scenario1", api_ladder),
-        (SweepMode::Events, "scenario2", event_ladder),
-        (SweepMode::Combined, "scenario3", combined),
-    ];
+    let mut all = vec![(SweepMode::Api, "scenario1", api_ladder), (SweepMode::Events, "scenario2", event_ladder)];
+    for rps in &api {
+        all.push((SweepMode::Combined, "scenario3", events.iter().map(|e| Level { rps: *rps, eps: *e }).collect()));
+    }
     all.into_iter().filter(|(mode, _, _)| args.mode == SweepMode::All || args.mode == *mode).collect()
 }
 
@@ -238,8 +240,19 @@ pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
     let planned: usize = ladders.iter().map(|(_, _, l)| l.len()).sum();
     let mut progress = Progress { done: 0, planned, started: Instant::now() };
     for (mode, scenario, ladder) in ladders {
-        let mut search = SearchRecord { mode, levels: Vec::new(), max_sustainable: None, first_broken: None };
+        let api_rps = (mode == SweepMode::Combined).then(|| ladder.first().map_or(0.0, |l| l.rps));
+        // A matrix row whose lightest level broke: every heavier API row will break too.
+        let previous_row_hopeless = capacity.searches.last().is_some_and(|s| {
+            s.mode == SweepMode::Combined && mode == SweepMode::Combined && s.max_sustainable.is_none()
+        });
+        if previous_row_hopeless {
+            progress.planned = progress.planned.saturating_sub(ladder.len());
+            continue;
+        }
+        let mut search = SearchRecord { mode, api_rps, levels: Vec::new(), max_sustainable: None, first_broken: None };
         let outcome = search_ladder(&args, scenario, &ladder, out, &mut search, &mut progress).await;
+        // Levels the ladder did not need to climb are not coming.
+        progress.planned = progress.planned.saturating_sub(ladder.len().saturating_sub(search.levels.len()));
         capacity.searches.push(search);
         write_capacity(out, &capacity)?;
         if let Err(reason) = outcome {
@@ -444,7 +457,7 @@ pub fn regressions(current: &Capacity, reference: &Capacity, tolerance: f64) -> 
     let mut out = Vec::new();
     for before in &reference.searches {
         let Some(before_max) = before.max_sustainable else { continue };
-        let after = current.searches.iter().find(|s| s.mode == before.mode);
+        let after = current.searches.iter().find(|s| s.mode == before.mode && s.api_rps == before.api_rps);
         let after_max = after.and_then(|s| s.max_sustainable);
         match after_max {
             Some(now) if now.magnitude() >= before_max.magnitude() * (1.0 - tolerance) => {}
@@ -463,4 +476,49 @@ pub fn regressions(current: &Capacity, reference: &Capacity, tolerance: f64) -> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sweep: SweepArgs,
+    }
+
+    #[test]
+    fn the_default_sweep_is_the_plans_ladders_and_a_combined_matrix() {
+        let args = Cli::parse_from(["sweep"]).sweep;
+        let ladders = ladders(&args);
+        let rates = |l: &[Level], f: fn(&Level) -> f64| l.iter().map(f).collect::<Vec<_>>();
+        assert_eq!(rates(&ladders[0].2, |l| l.rps), [50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]);
+        assert_eq!(rates(&ladders[1].2, |l| l.eps), [100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0]);
+        assert_eq!(ladders.len(), 2 + 7, "one combined row per API level");
+        assert!(ladders[2..].iter().all(|(mode, _, l)| *mode == SweepMode::Combined && l.len() == 7));
+        assert_eq!(ladders[8].2[0], Level { rps: 5000.0, eps: 100.0 });
+        assert!(Cli::try_parse_from(["sweep", "--rps", "5"]).map(|c| c.sweep.validate().is_err()).unwrap_or(true));
+    }
+
+    #[test]
+    fn a_fall_beyond_the_tolerance_is_a_regression() {
+        let capacity = |rps: f64| Capacity {
+            limits: Limits::default(),
+            level_duration_s: 1.0,
+            warmup_s: 0.0,
+            precision: 0.1,
+            searches: vec![SearchRecord {
+                mode: SweepMode::Api,
+                api_rps: None,
+                levels: vec![],
+                max_sustainable: Some(Level { rps, eps: 0.0 }),
+                first_broken: None,
+            }],
+            interrupted: None,
+        };
+        assert!(regressions(&capacity(850.0), &capacity(1000.0), 0.2).is_empty());
+        assert_eq!(regressions(&capacity(750.0), &capacity(1000.0), 0.2).len(), 1);
+    }
 }
