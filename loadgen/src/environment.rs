@@ -49,6 +49,20 @@ pub enum EnvironmentError {
     /// An I/O step failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The Docker deployment failed.
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+}
+
+/// `N` free loopback ports (bound, read and released; the services bind them next).
+fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..N).map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>()?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&listeners) {
+        *port = listener.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// What the engine and the samplers need to know about the target.
@@ -64,6 +78,9 @@ pub struct Endpoints {
     pub database_url: Option<String>,
     /// Process ids of the SUT services and the database server, by name.
     pub pids: BTreeMap<String, u32>,
+    /// Container ids of the SUT services, by name, when they run in Docker.
+    #[serde(default)]
+    pub containers: BTreeMap<String, String>,
 }
 
 /// A running SUT service process.
@@ -81,6 +98,8 @@ struct ServiceProcess {
 pub struct Provisioned {
     cluster: PgCluster,
     services: Vec<ServiceProcess>,
+    stack: Option<crate::docker::Stack>,
+    logs_dir: PathBuf,
     /// Where to reach everything.
     pub endpoints: Endpoints,
     /// The HS256 secret the challenge service was started with.
@@ -98,6 +117,8 @@ pub struct ProvisionSettings {
     pub logs_dir: PathBuf,
     /// Extra arguments per service name (e.g. reward-mock latency).
     pub extra_args: BTreeMap<String, Vec<String>>,
+    /// Processes or containers.
+    pub deploy: crate::plan::Deploy,
 }
 
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -126,17 +147,24 @@ impl Provisioned {
         let mut env = Self {
             cluster,
             services: Vec::new(),
+            stack: None,
+            logs_dir: settings.logs_dir.clone(),
             endpoints: Endpoints {
                 api_url: None,
                 grpc_url: None,
                 metrics_urls: BTreeMap::new(),
                 database_url: Some(database_url.clone()),
                 pids: BTreeMap::new(),
+                containers: BTreeMap::new(),
             },
             jwt_secret,
         };
         if let Some(pid) = env.postmaster_pid() {
             env.endpoints.pids.insert("postgres".into(), pid);
+        }
+        if settings.deploy == crate::plan::Deploy::Docker {
+            env.start_containers(&bin_dir, &database_url, settings).await?;
+            return Ok(env);
         }
         let config = settings.challenges_config.display().to_string();
         let extra = |name: &str| settings.extra_args.get(name).cloned().unwrap_or_default();
@@ -173,6 +201,103 @@ impl Provisioned {
         }
         stop_when_this_process_exits(&env.services.iter().map(|s| s.pid).collect::<Vec<_>>())?;
         Ok(env)
+    }
+
+    /// The three services as containers with the plan's limits, on the host's network.
+    async fn start_containers(
+        &mut self,
+        bin_dir: &Path,
+        database_url: &str,
+        settings: &ProvisionSettings,
+    ) -> Result<(), EnvironmentError> {
+        const SERVICES: [&str; 3] = ["reward-mock", "challenge-service", "event-handler"];
+        eprintln!("gauntlet: building the service images (FROM scratch, no registry needed)");
+        let docker = crate::docker::connect().await?;
+        let images = crate::docker::build_images(&docker, bin_dir, &SERVICES).await?;
+        let run_id = format!("{:08x}", rand::random::<u32>());
+        let mut stack = crate::docker::Stack::new(docker, run_id);
+        stack.remove_when_this_process_exits()?;
+        let [mock_port, rest_port, api_admin, grpc_port, handler_admin] = free_ports::<5>()?;
+        let config = settings.challenges_config.display().to_string();
+        let extra = |name: &str| settings.extra_args.get(name).cloned().unwrap_or_default();
+        let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let common = owned(&[
+            "--database-url",
+            database_url,
+            "--challenges-config",
+            &config,
+            "--namespace",
+            &settings.namespace,
+        ]);
+        eprintln!("gauntlet: starting the containers (1 CPU, 1 GiB each) and waiting until healthy");
+        // The services read the challenge configuration inside their containers: mounted read-only.
+        let mounts = [settings.challenges_config.as_path()];
+        let started = async {
+            let mock_args =
+                [owned(&["--host", "127.0.0.1", "--port", &mock_port.to_string()]), extra("reward-mock")].concat();
+            stack
+                .start(
+                    "reward-mock",
+                    &images["reward-mock"],
+                    mock_args,
+                    &[],
+                    &format!("http://127.0.0.1:{mock_port}/healthz"),
+                )
+                .await?;
+            let reward_url = format!("http://127.0.0.1:{mock_port}");
+            let api_args = [
+                common.clone(),
+                owned(&["--auth-mode", "jwt", "--jwt-secret", &self.jwt_secret, "--reward-platform-url", &reward_url]),
+                owned(&[
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &rest_port.to_string(),
+                    "--admin-port",
+                    &api_admin.to_string(),
+                ]),
+                extra("challenge-service"),
+            ]
+            .concat();
+            stack
+                .start(
+                    "challenge-service",
+                    &images["challenge-service"],
+                    api_args,
+                    &mounts,
+                    &format!("http://127.0.0.1:{rest_port}/challenge/healthz"),
+                )
+                .await?;
+            let handler_args = [
+                common.clone(),
+                owned(&["--host", "127.0.0.1", "--grpc-port", &grpc_port.to_string()]),
+                owned(&["--admin-port", &handler_admin.to_string()]),
+                extra("event-handler"),
+            ]
+            .concat();
+            stack
+                .start(
+                    "event-handler",
+                    &images["event-handler"],
+                    handler_args,
+                    &mounts,
+                    &format!("http://127.0.0.1:{handler_admin}/metrics"),
+                )
+                .await
+        };
+        let outcome = started.await;
+        let endpoints = &mut self.endpoints;
+        endpoints.containers = stack.containers.iter().cloned().collect();
+        self.stack = Some(stack);
+        outcome?;
+        endpoints.api_url = Some(format!("http://127.0.0.1:{rest_port}"));
+        endpoints.grpc_url = Some(format!("http://127.0.0.1:{grpc_port}"));
+        for (name, port) in
+            [("reward-mock", mock_port), ("challenge-service", api_admin), ("event-handler", handler_admin)]
+        {
+            endpoints.metrics_urls.insert(name.into(), format!("http://127.0.0.1:{port}/metrics"));
+        }
+        Ok(())
     }
 
     fn postmaster_pid(&self) -> Option<u32> {
@@ -228,6 +353,9 @@ impl Provisioned {
 
     /// Resolves with a message when any service exits by itself.
     pub async fn watch_for_deaths(&mut self, stop: CancellationToken) -> Option<String> {
+        if let Some(stack) = &self.stack {
+            return stack.watch_for_deaths(stop).await;
+        }
         let waits = self.services.iter_mut().map(|s| {
             let name = s.name.clone();
             Box::pin(async move {
@@ -247,6 +375,9 @@ impl Provisioned {
     /// Stops the services (SIGTERM, then kill after a grace period) and the database.
     pub async fn shutdown(mut self) -> Vec<String> {
         let mut notes = Vec::new();
+        if let Some(stack) = self.stack.take() {
+            notes.extend(stack.remove_all(&self.logs_dir).await);
+        }
         // In reverse start order: the event handler (which flushes), the API, then the mock.
         for service in self.services.iter_mut().rev() {
             if let Ok(Some(status)) = service.child.try_wait() {
@@ -348,7 +479,11 @@ async fn create_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error>
 /// (`cargo run`), and returns the folder holding them (the one loadgen itself is in).
 async fn build_services() -> Result<PathBuf, EnvironmentError> {
     let exe = std::env::current_exe()?;
-    let bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut bin_dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // A test binary lives in `target/<profile>/deps`; the services are built one folder up.
+    if bin_dir.ends_with("deps") {
+        bin_dir.pop();
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     if manifest.is_file() && std::env::var_os("GAUNTLET_SKIP_BUILD").is_none() {

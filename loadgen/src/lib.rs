@@ -22,6 +22,7 @@
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
 //! - [`report`]: the three documents and comparisons, from saved results alone.
 
+pub mod docker;
 pub mod engine;
 pub mod environment;
 pub mod executor;

@@ -83,6 +83,12 @@ pub struct RunArgs {
     /// `postgres=PID` of the postmaster counts its backends with it.
     #[arg(long = "pid", value_name = "NAME=PID", value_parser = name_value)]
     pub pids: Vec<(String, String)>,
+    /// How to run the provisioned SUT: processes, or Docker containers (1 CPU / 1 GiB each).
+    #[arg(long, value_enum, default_value = "processes")]
+    pub deploy: Deploy,
+    /// Also sample these existing containers' stats (e.g. your own compose stack), repeatable.
+    #[arg(long = "docker-stats", value_name = "CONTAINER", num_args = 1..)]
+    pub docker_stats: Vec<String>,
     /// Less output: no per-second progress lines.
     #[arg(long, short)]
     pub quiet: bool,
@@ -106,6 +112,8 @@ pub struct ObserveTargets {
     pub metrics_urls: BTreeMap<String, String>,
     /// Processes on this machine by name.
     pub pids: BTreeMap<String, u32>,
+    /// Existing containers to sample.
+    pub docker_stats: Vec<String>,
 }
 
 fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
@@ -117,6 +125,17 @@ fn redacted_url<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::O
         _ => text.clone(),
     });
     redacted.serialize(s)
+}
+
+/// How a provisioned SUT runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Deploy {
+    /// Separate processes on this machine.
+    #[default]
+    Processes,
+    /// Docker containers with the plan's limits (1 CPU, 1 GiB each), built without a registry.
+    Docker,
 }
 
 /// Where the load goes.
@@ -181,6 +200,8 @@ pub struct Plan {
     pub quiet: bool,
     /// What to observe of an external target.
     pub observe: ObserveTargets,
+    /// How a provisioned SUT runs.
+    pub deploy: Deploy,
 }
 
 /// Why the options can't make a plan.
@@ -333,6 +354,7 @@ impl Plan {
             service_args,
             quiet: args.quiet,
             observe,
+            deploy: args.deploy,
             scenario,
         })
     }
@@ -358,6 +380,9 @@ impl Plan {
 
 fn observe_targets(args: &RunArgs, target: &Target) -> Result<ObserveTargets, PlanError> {
     let given = args.database_url.is_some() || !args.metrics_urls.is_empty() || !args.pids.is_empty();
+    if args.deploy == Deploy::Docker && *target != Target::SelfProvisioned {
+        return Err(option_error("--deploy docker provisions the SUT itself: leave out --api-url/--grpc-url"));
+    }
     if *target == Target::SelfProvisioned {
         if given {
             return Err(option_error(
@@ -365,7 +390,7 @@ fn observe_targets(args: &RunArgs, target: &Target) -> Result<ObserveTargets, Pl
                  provisioned one is observed without them",
             ));
         }
-        return Ok(ObserveTargets::default());
+        return Ok(ObserveTargets { docker_stats: args.docker_stats.clone(), ..ObserveTargets::default() });
     }
     let mut pids = BTreeMap::new();
     for (name, pid) in &args.pids {
@@ -382,6 +407,7 @@ fn observe_targets(args: &RunArgs, target: &Target) -> Result<ObserveTargets, Pl
         database_url: args.database_url.clone(),
         metrics_urls: args.metrics_urls.iter().cloned().collect(),
         pids,
+        docker_stats: args.docker_stats.clone(),
     })
 }
 

@@ -305,6 +305,7 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
                 namespace: plan.namespace.clone(),
                 logs_dir: results.logs_dir(),
                 extra_args: plan.service_args.clone(),
+                deploy: plan.deploy,
             })
             .await?;
             let secret = env.jwt_secret.clone().into_bytes();
@@ -333,6 +334,7 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
                 metrics_urls: BTreeMap::new(),
                 database_url: None,
                 pids: BTreeMap::new(),
+                containers: BTreeMap::new(),
             };
             (None, endpoints, auth)
         }
@@ -537,7 +539,15 @@ async fn build_observer(
         pid: *pid,
         with_children: name == crate::observe::postgres::COMPONENT,
     }));
-    let resources: Vec<Box<dyn ResourceSource>> = vec![Box::new(ProcessSampler::new(processes))];
+    let mut resources: Vec<Box<dyn ResourceSource>> = vec![Box::new(ProcessSampler::new(processes))];
+    let mut containers: Vec<(String, String)> = endpoints.containers.clone().into_iter().collect();
+    containers.extend(plan.observe.docker_stats.iter().map(|name| (name.clone(), name.clone())));
+    if !containers.is_empty() {
+        let docker = crate::docker::connect().await.map_err(EnvironmentError::from)?;
+        let sampler =
+            crate::docker::ContainerSampler::start(&docker, &containers).await.map_err(EnvironmentError::from)?;
+        resources.push(Box::new(sampler));
+    }
     let database_url = endpoints.database_url.clone().or_else(|| plan.observe.database_url.clone());
     let postgres = match &database_url {
         Some(url) => match PgSampler::connect(url, provisioned).await {
