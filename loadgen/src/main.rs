@@ -124,14 +124,15 @@ fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
                     "{:?}{}: maximum sustainable {}; {}",
                     search.mode,
                     search.api_rps.map_or(String::new(), |r| format!(" at {r} rps")),
-                    search.max_sustainable.map_or("— (the first level broke a limit)".to_owned(), |l| format!(
-                        "{} rps + {} eps",
-                        l.rps, l.eps
-                    )),
-                    search.first_broken.as_ref().map_or("no level broke a limit".to_owned(), |(l, why)| format!(
-                        "first broken at {} rps + {} eps: {why}",
-                        l.rps, l.eps
-                    ))
+                    match (search.max_sustainable, &search.first_broken) {
+                        (Some(l), _) => format!("{} rps + {} eps", l.rps, l.eps),
+                        (None, Some(_)) => "— (the first level broke a limit)".to_owned(),
+                        (None, None) => "— (not measured)".to_owned(),
+                    },
+                    search.first_broken.as_ref().map_or(
+                        "no level measured broke a limit".to_owned(),
+                        |(l, why)| format!("first broken at {} rps + {} eps: {why}", l.rps, l.eps)
+                    )
                 );
             }
             println!("capacity: {}", out.join("capacity.json").display());

@@ -319,7 +319,11 @@ async fn search_ladder(
         let broken = record.broken.clone();
         search.levels.push(record);
         match broken {
-            None => good = Some(*level),
+            None => {
+                good = Some(*level);
+                // Kept as it goes, so a sweep stopped by Ctrl-C still says what held.
+                search.max_sustainable = good;
+            }
             Some(why) => {
                 bad = Some((*level, why));
                 break;
@@ -341,7 +345,10 @@ async fn search_ladder(
             let broken = record.broken.clone();
             search.levels.push(record);
             match broken {
-                None => low = middle,
+                None => {
+                    low = middle;
+                    search.max_sustainable = Some(low);
+                }
                 Some(reason) => (high, why) = (middle, reason),
             }
         }
