@@ -66,9 +66,29 @@ fn heaviest(runs: &[RunData]) -> &RunData {
         .expect("at least one run")
 }
 
-/// Sustainable levels and the heaviest of them.
-fn max_sustainable<'a>(runs: &'a [RunData], limits: &Limits) -> (Option<&'a RunData>, Option<(&'a RunData, String)>) {
-    let mut ordered: Vec<&RunData> = runs.iter().collect();
+/// The runs grouped by what they loaded (API only, events only, both): levels are only
+/// comparable within a group.
+fn groups(runs: &[RunData]) -> Vec<(&'static str, Vec<&RunData>)> {
+    let kinds = [("API only", true, false), ("events only", false, true), ("API and events", true, true)];
+    kinds
+        .iter()
+        .map(|(name, api, events)| {
+            let members = runs
+                .iter()
+                .filter(|r| {
+                    let (rps, eps) = r.offered();
+                    (rps > 0.0) == *api && (eps > 0.0) == *events
+                })
+                .collect::<Vec<_>>();
+            (*name, members)
+        })
+        .filter(|(_, members)| !members.is_empty())
+        .collect()
+}
+
+/// The heaviest level within the limits and the lightest beyond them, in one group.
+fn max_sustainable<'a>(runs: &[&'a RunData], limits: &Limits) -> (Option<&'a RunData>, Option<(&'a RunData, String)>) {
+    let mut ordered: Vec<&RunData> = runs.to_vec();
     ordered.sort_by(|a, b| {
         let (x, y) = (a.offered(), b.offered());
         (x.0 + x.1).total_cmp(&(y.0 + y.1))
@@ -136,7 +156,6 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
     doc.table(&["level", "component", "CPU % mean", "CPU % max", "memory MiB max", "buffer max"], rows);
 
     doc.h2("Maximum sustainable load");
-    let (good, bad) = max_sustainable(runs, limits);
     doc.p(format!(
         "Limits: errors ≤ {}, dropped ≤ {}, API p95 ≤ {:.0} ms, event p95 ≤ {:.0} ms.",
         pct(limits.error_rate),
@@ -144,24 +163,35 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
         limits.api_p95_ms,
         limits.event_p95_ms
     ));
-    match (good, &bad) {
-        (Some(g), Some((b, why))) => doc.p(format!(
-            "**{}** is the heaviest level measured within the limits; **{}** broke them first: {why}.",
-            g.level_label(),
-            b.level_label()
-        )),
-        (Some(g), None) => doc.p(format!(
-            "Every level measured kept the limits; the heaviest was **{}**, so the maximum sustainable load is at \
-             least that. A sweep (`loadgen sweep`) finds where it ends.",
-            g.level_label()
-        )),
-        (None, Some((b, why))) => doc
-            .p(format!("No level measured kept the limits; the lightest, **{}**, broke them: {why}.", b.level_label())),
-        (None, None) => doc.p("No level was measured."),
+    let groups = groups(runs);
+    let mut first_bad = None;
+    for (kind, members) in &groups {
+        let (good, bad) = max_sustainable(members, limits);
+        let prefix = if groups.len() > 1 { format!("{kind}: ") } else { String::new() };
+        doc.p(match (good, &bad) {
+            (Some(g), Some((b, why))) => format!(
+                "{prefix}**{}** is the heaviest level measured within the limits; **{}** broke them first: {why}.",
+                g.level_label(),
+                b.level_label()
+            ),
+            (Some(g), None) => format!(
+                "{prefix}every level measured kept the limits; the heaviest was **{}**, so the maximum sustainable \
+                 load is at least that. A sweep (`loadgen sweep`) finds where it ends.",
+                g.level_label()
+            ),
+            (None, Some((b, why))) => {
+                format!(
+                    "{prefix}no level measured kept the limits; the lightest, **{}**, broke them: {why}.",
+                    b.level_label()
+                )
+            }
+            (None, None) => format!("{prefix}no level was measured."),
+        });
+        first_bad = first_bad.or(bad);
     }
 
     doc.h2("Bottleneck analysis");
-    let focus = bad.as_ref().map_or_else(|| heaviest(runs), |(b, _)| *b);
+    let focus = first_bad.as_ref().map_or_else(|| heaviest(runs), |(b, _)| *b);
     let findings = analysis::bottlenecks(focus);
     match findings.iter().find(|f| f.saturated_at.is_some()) {
         Some(first) => doc.p(format!(
@@ -397,17 +427,30 @@ pub fn slug(text: &str) -> String {
 /// The Capacity Planning Guide.
 pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc {
     let mut doc = Doc::new("Capacity Planning Guide");
-    let (good, bad) = max_sustainable(runs, limits);
     doc.h2("Per-instance capacity");
-    let Some(good) = good else {
+    // API capacity from the API-only levels when there are some, event capacity likewise; a
+    // single kind of run gives both.
+    let groups = groups(runs);
+    let best =
+        |kind: &str| groups.iter().find(|(k, _)| *k == kind).map(|(_, members)| max_sustainable(members, limits));
+    let combined = best("API and events");
+    let (Some(good), bad) =
+        best("API and events").or_else(|| best("API only")).or_else(|| best("events only")).unwrap_or((None, None))
+    else {
         doc.p("No measured level kept the limits, so no capacity can be stated. Measure lighter levels first.");
         return doc;
     };
-    let (rps, eps) = good.offered();
+    let api_alone = best("API only").and_then(|(g, _)| g).map(|g| g.offered().0);
+    let events_alone = best("events only").and_then(|(g, _)| g).map(|g| g.offered().1);
+    let (rps, eps) = match (api_alone, events_alone, combined.and_then(|(g, _)| g)) {
+        (Some(r), Some(e), _) => (r, e),
+        (r, e, Some(c)) => (r.unwrap_or(c.offered().0), e.unwrap_or(c.offered().1)),
+        (r, e, None) => (r.unwrap_or(good.offered().0), e.unwrap_or(good.offered().1)),
+    };
     let known_limit = bad.is_some();
     doc.p(format!(
         "One instance of each service (on the measured machine: {}) sustained **{}** within the limits{}. With {:.0}% \
-         headroom kept free, plan for **{:.0} rps** and **{:.0} eps** per instance.",
+         headroom kept free, plan for **{:.0} rps** and **{:.0} eps** per instance{}.",
         machine_text(good),
         good.level_label(),
         if known_limit {
@@ -417,7 +460,16 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
         },
         model.headroom * 100.0,
         rps * (1.0 - model.headroom),
-        eps * (1.0 - model.headroom)
+        eps * (1.0 - model.headroom),
+        if api_alone.is_some() || events_alone.is_some() {
+            format!(
+                " (from the isolated levels: API alone {}, events alone {})",
+                api_alone.map_or("not measured".into(), |r| format!("{r:.0} rps")),
+                events_alone.map_or("not measured".into(), |e| format!("{e:.0} eps"))
+            )
+        } else {
+            String::new()
+        }
     ));
     for warning in &good.summary.warnings {
         doc.push(Block::Warning(warning.clone()));
