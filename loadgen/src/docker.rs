@@ -391,6 +391,10 @@ fn container_sample(component: &str, stats: &ContainerStatsResponse, cpu_limit: 
         .and_then(|s| s.get("inactive_file").or_else(|| s.get("cache")).copied())
         .unwrap_or(0);
     let mut extra = Vec::new();
+    if let Some(cpu) = cpu_percent {
+        // As `docker stats` would show it against the container's own quota.
+        extra.push(("cpu_percent_of_limit", cpu / cpu_limit * 100.0));
+    }
     if let Some(entries) = stats.blkio_stats.as_ref().and_then(|b| b.io_service_bytes_recursive.as_ref()) {
         let sum = |op: &str| {
             entries

@@ -55,6 +55,12 @@ async fn a_short_scenario_3_in_containers_records_their_stats_and_leaves_nothing
     }
     let log = ObservationLog::read(&output.folder.join("observations.csv")).unwrap();
     assert!(log.series("event-handler", "cpu_percent").count() >= 3, "stats every second");
+    let of_limit: Vec<f64> = log.series("event-handler", "cpu_percent_of_limit").map(|(_, v)| v).collect();
+    let cpu: Vec<f64> = log.series("event-handler", "cpu_percent").map(|(_, v)| v).collect();
+    assert_eq!(of_limit.len(), cpu.len());
+    for (share, core) in of_limit.iter().zip(&cpu) {
+        assert!((share - core).abs() < 1e-6, "with a 1-CPU limit, percent of one core is percent of the limit");
+    }
     assert!(log.series("challenge-service", "memory_limit_bytes").all(|(_, v)| v == 1024.0 * 1024.0 * 1024.0));
     assert!(std::fs::read_to_string(output.folder.join("logs/event-handler.log")).unwrap().contains("READY"));
 
