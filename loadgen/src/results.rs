@@ -167,16 +167,24 @@ impl ResultsDir {
     }
 }
 
-/// Writes JSON through `<path>.tmp` and a rename, so readers never see half a file.
-pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+/// Writes `bytes` through `<path>.tmp`, synced, and a rename, so readers never see half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     {
-        let mut file = BufWriter::new(File::create(&tmp)?);
-        serde_json::to_writer_pretty(&mut file, value).map_err(std::io::Error::other)?;
-        writeln!(file)?;
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Writes `value` as pretty JSON (with a final newline) through [`write_atomically`].
+pub fn write_json_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes)
 }
 
 /// Reads every interval of an HDR log written by [`ResultsDir`] (for reports and tests).

@@ -2,7 +2,7 @@
 //! port serves `GET /debug/pprof/profile?seconds=N` (a flamegraph SVG), which the harness calls
 //! for every service at once and saves as `profiles/<service>.svg`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -60,7 +60,7 @@ pub async fn take_profiles(
         async move {
             let url = profile_url(&metrics_url, seconds);
             match fetch_svg(&client, &url).await {
-                Ok(svg) => write_atomically(&dir.join(format!("{service}.svg")), &svg)
+                Ok(svg) => crate::results::write_atomically(&dir.join(format!("{service}.svg")), &svg)
                     .err()
                     .map(|e| format!("{service}: writing its profile: {e}")),
                 Err(e) => Some(format!("{service}: profile from {url}: {e}")),
@@ -81,12 +81,6 @@ async fn fetch_svg(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, Strin
         return Err("the answer is not an SVG".into());
     }
     Ok(body.to_vec())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("svg.tmp");
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, path)
 }
 
 #[cfg(test)]

@@ -88,13 +88,9 @@ pub fn write_documents(docs: &[Doc], out: &Path, formats: Formats) -> Result<Vec
     Ok(written)
 }
 
-/// Writes through a temporary file and a rename.
+/// [`crate::results::write_atomically`], its error naming the file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).map_err(|e| ReportError::Output(temporary.clone(), e))?;
-    std::fs::rename(&temporary, path).map_err(|e| ReportError::Output(path.to_path_buf(), e))
+    crate::results::write_atomically(path, bytes).map_err(|e| ReportError::Output(path.to_path_buf(), e))
 }
 
 /// Reads a capacity model (YAML), or the default.
