@@ -179,11 +179,12 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let lead = Duration::from_millis(200);
     let gate = engine::start_gate(&streams, lead);
     let sampler_done = CancellationToken::new();
-    let (observer, mut observe_notes) = build_observer(&plan, &endpoints, provisioned, &results).await?;
+    let metrics_urls = all_metrics_urls(&plan, &endpoints);
+    let (observer, mut observe_notes) = build_observer(&plan, &endpoints, &metrics_urls, provisioned, &results).await?;
     let observing = tokio::spawn(observe(observer, gate.clone(), sampler_done.clone()));
     let profiling = plan.scenario.profile.map(|spec| {
         let window = ProfileWindow::middle_of(plan.duration(), spec.duration);
-        let services: Vec<(String, String)> = all_metrics_urls(&plan, &endpoints).into_iter().collect();
+        let services: Vec<(String, String)> = metrics_urls.clone().into_iter().collect();
         let dir = results.partial_path().join("profiles");
         let (gate, stop) = (gate.clone(), sampler_done.clone());
         tokio::spawn(async move {
@@ -214,10 +215,8 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     .await;
     sampler_done.cancel();
     let results = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
-    let (log, database_end) = match observing.await.map_err(|e| std::io::Error::other(e.to_string()))?? {
-        Some(observer) => finish_observing(observer).await,
-        None => (ObservationLog::default(), None),
-    };
+    let observer = observing.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    let (log, database_end) = finish_observing(observer).await;
     let profile_notes = match profiling {
         Some(task) => task.await.unwrap_or_else(|e| vec![format!("profiling failed: {e}")]),
         None => Vec::new(),
@@ -240,10 +239,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let interrupted = death.or(outcome.interrupted.clone());
     let totals = workload.recorder.totals();
     let resources = digest::resources(&log);
-    let database = (database_end.is_some()
-        || !endpoints.metrics_urls.is_empty()
-        || !plan.observe.metrics_urls.is_empty())
-    .then(|| {
+    let database = (database_end.is_some() || !metrics_urls.is_empty()).then(|| {
         let mut db = digest::database(&log, database_end);
         db.unavailable.splice(0..0, observe_notes.drain(..));
         db
@@ -257,7 +253,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     }
     let source = TotalsSource { totals: &totals, extras };
     let thresholds = threshold::evaluate(&plan.scenario.thresholds, &source);
-    let service_names: Vec<String> = all_metrics_urls(&plan, &endpoints).into_keys().collect();
+    let service_names: Vec<String> = metrics_urls.into_keys().collect();
     let profiles = profile_listing(&results, &service_names, plan.scenario.profile.is_some(), profile_notes);
     let summary = Summary {
         scenario: plan.scenario.name.clone(),
@@ -527,6 +523,7 @@ fn all_metrics_urls(plan: &Plan, endpoints: &Endpoints) -> BTreeMap<String, Stri
 async fn build_observer(
     plan: &Plan,
     endpoints: &Endpoints,
+    metrics_urls: &BTreeMap<String, String>,
     provisioned: bool,
     results: &ResultsDir,
 ) -> Result<(Observer, Vec<String>), RunError> {
@@ -562,21 +559,20 @@ async fn build_observer(
             None
         }
     };
-    let scrapers =
-        all_metrics_urls(plan, endpoints).into_iter().map(|(name, url)| MetricsScraper::new(name, url)).collect();
+    let scrapers = metrics_urls.iter().map(|(name, url)| MetricsScraper::new(name, url)).collect();
     let writer = ObservationWriter::create(&results.partial_path().join("observations.csv"))?;
     Ok((Observer { resources, postgres, scrapers, writer }, notes))
 }
 
-/// Samples from the load's start until `done`; None when the load never started.
+/// Samples from the load's start until `done` (nothing when the load never started).
 async fn observe(
     observer: Observer,
     gate: Arc<engine::StartGate>,
     done: CancellationToken,
-) -> std::io::Result<Option<Observer>> {
+) -> std::io::Result<Observer> {
     match gate.opened(&done).await {
-        Some(started) => observer.run(started, done).await.map(Some),
-        None => Ok(Some(observer)),
+        Some(started) => observer.run(started, done).await,
+        None => Ok(observer),
     }
 }
 
