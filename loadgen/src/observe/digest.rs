@@ -135,14 +135,15 @@ pub fn resources(log: &ObservationLog) -> Resources {
         if cpu.is_empty() && memory.is_empty() {
             continue;
         }
+        let cpu_stats = SeriesStats::of(&cpu);
         let last = |metric: &str| log.series(component, metric).last().map(|(_, v)| v);
         let max = |metric: &str| log.series(component, metric).map(|(_, v)| v).reduce(f64::max);
         let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
         components.insert(
             component.to_owned(),
             ComponentResources {
-                cpu_percent_mean: SeriesStats::of(&cpu).map_or(0.0, |s| s.mean),
-                cpu_percent_max: SeriesStats::of(&cpu).map_or(0.0, |s| s.max),
+                cpu_percent_mean: cpu_stats.map_or(0.0, |s| s.mean),
+                cpu_percent_max: cpu_stats.map_or(0.0, |s| s.max),
                 cpu_limit_percent: last("cpu_limit_percent"),
                 memory_max_mb: SeriesStats::of(&memory).map_or(0.0, |s| mib(s.max)),
                 memory_limit_mb: last("memory_limit_bytes").map(mib),

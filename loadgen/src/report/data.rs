@@ -89,6 +89,12 @@ impl RunData {
         (rate(&["GET /v1/challenges"]), rate(&["OnMessage login", "OnMessage stat"]))
     }
 
+    /// REST and event arrivals per second together: the order of levels within a kind.
+    pub fn offered_total(&self) -> f64 {
+        let (rps, eps) = self.offered();
+        rps + eps
+    }
+
     /// A short label of the load level: `200 rps + 1000 eps`.
     pub fn level_label(&self) -> String {
         let (rps, eps) = self.offered();

@@ -58,12 +58,14 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 
 /// The run a per-run section describes most (the heaviest level).
 fn heaviest(runs: &[RunData]) -> &RunData {
-    runs.iter()
-        .max_by(|a, b| {
-            let (x, y) = (a.offered(), b.offered());
-            (x.0 + x.1).total_cmp(&(y.0 + y.1))
-        })
-        .expect("at least one run")
+    runs.iter().max_by(|a, b| a.offered_total().total_cmp(&b.offered_total())).expect("at least one run")
+}
+
+/// The runs from the lightest offered load to the heaviest.
+fn by_offered_load<'a>(runs: impl IntoIterator<Item = &'a RunData>) -> Vec<&'a RunData> {
+    let mut ordered: Vec<&RunData> = runs.into_iter().collect();
+    ordered.sort_by(|a, b| a.offered_total().total_cmp(&b.offered_total()));
+    ordered
 }
 
 /// The runs grouped by what they loaded (API only, events only, both): levels are only
@@ -88,11 +90,7 @@ fn groups(runs: &[RunData]) -> Vec<(&'static str, Vec<&RunData>)> {
 
 /// The heaviest level within the limits and the lightest beyond them, in one group.
 fn max_sustainable<'a>(runs: &[&'a RunData], limits: &Limits) -> (Option<&'a RunData>, Option<(&'a RunData, String)>) {
-    let mut ordered: Vec<&RunData> = runs.to_vec();
-    ordered.sort_by(|a, b| {
-        let (x, y) = (a.offered(), b.offered());
-        (x.0 + x.1).total_cmp(&(y.0 + y.1))
-    });
+    let ordered = by_offered_load(runs.iter().copied());
     let good = ordered.iter().rev().find(|r| analysis::broken_limit(&r.summary, limits).is_none()).copied();
     let bad = ordered.iter().find_map(|r| analysis::broken_limit(&r.summary, limits).map(|why| (*r, why)));
     (good, bad)
@@ -312,21 +310,21 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
     );
     let log = &run.observations;
     let components: Vec<&str> = log.components().into_iter().filter(|c| *c != "machine").collect();
-    let cpu: Vec<Series> = components
-        .iter()
-        .filter(|c| log.series(c, "cpu_percent").next().is_some())
-        .map(|c| Series::new(*c, log.series(c, "cpu_percent").map(|(t, v)| (t as f64, v)).collect()))
-        .collect();
+    // One line per component that has the metric, values scaled for the axis.
+    let per_component = |metric: &str, scale: f64| -> Vec<Series> {
+        components
+            .iter()
+            .filter(|c| log.series(c, metric).next().is_some())
+            .map(|c| Series::new(*c, log.series(c, metric).map(|(t, v)| (t as f64, v * scale)).collect()))
+            .collect()
+    };
+    let cpu = per_component("cpu_percent", 1.0);
     doc.chart(
         &id("cpu"),
         "CPU per component (100% = one core)",
         chart(charts::line_chart("CPU over time", "second", "% of one core", &cpu)),
     );
-    let memory: Vec<Series> = components
-        .iter()
-        .filter(|c| log.series(c, "memory_bytes").next().is_some())
-        .map(|c| Series::new(*c, log.series(c, "memory_bytes").map(|(t, v)| (t as f64, v / 1_048_576.0)).collect()))
-        .collect();
+    let memory = per_component("memory_bytes", 1.0 / 1_048_576.0);
     doc.chart(
         &id("memory"),
         "Resident memory per component",
@@ -366,8 +364,7 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
 
 /// Latency and throughput against the offered load, across levels.
 pub fn level_charts(doc: &mut Doc, runs: &[RunData]) {
-    let mut ordered: Vec<&RunData> = runs.iter().collect();
-    ordered.sort_by(|a, b| (a.offered().0 + a.offered().1).total_cmp(&(b.offered().0 + b.offered().1)));
+    let ordered = by_offered_load(runs);
     let mut ops: Vec<String> = ordered.iter().flat_map(|r| r.summary.operations.keys().cloned()).collect();
     ops.sort();
     ops.dedup();
@@ -433,15 +430,15 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
     let groups = groups(runs);
     let best =
         |kind: &str| groups.iter().find(|(k, _)| *k == kind).map(|(_, members)| max_sustainable(members, limits));
-    let combined = best("API and events");
+    let (combined, api_only, events_only) = (best("API and events"), best("API only"), best("events only"));
     let (Some(good), bad) =
-        best("API and events").or_else(|| best("API only")).or_else(|| best("events only")).unwrap_or((None, None))
+        combined.clone().or_else(|| api_only.clone()).or_else(|| events_only.clone()).unwrap_or((None, None))
     else {
         doc.p("No measured level kept the limits, so no capacity can be stated. Measure lighter levels first.");
         return doc;
     };
-    let api_alone = best("API only").and_then(|(g, _)| g).map(|g| g.offered().0);
-    let events_alone = best("events only").and_then(|(g, _)| g).map(|g| g.offered().1);
+    let api_alone = api_only.and_then(|(g, _)| g).map(|g| g.offered().0);
+    let events_alone = events_only.and_then(|(g, _)| g).map(|g| g.offered().1);
     let (rps, eps) = match (api_alone, events_alone, combined.and_then(|(g, _)| g)) {
         (Some(r), Some(e), _) => (r, e),
         (r, e, Some(c)) => (r.unwrap_or(c.offered().0), e.unwrap_or(c.offered().1)),
