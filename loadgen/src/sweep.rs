@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::observe::digest::GeneratorCheck;
 use crate::plan::{Plan, RunArgs};
-use crate::recorder::{Operation, new_histogram};
 use crate::report::analysis::{Limits, OperationFigures, first_broken};
 use crate::report::data::RunData;
 
@@ -425,19 +424,7 @@ pub fn window_stats(dir: &Path, warmup_s: f64) -> Result<BTreeMap<String, Window
         let requests: f64 = rows.iter().map(|r| r.requests).sum();
         let errors: f64 = rows.iter().map(|r| r.errors).sum();
         let dropped: f64 = rows.iter().map(|r| r.dropped).sum();
-        let mut latency = new_histogram();
-        if let Some(op) = Operation::ALL.iter().find(|o| o.name() == name) {
-            let path = dir.join("hdr").join(format!("{}.latency.hlog", op.slug()));
-            if path.is_file() {
-                for (start, h) in crate::results::read_hdr_log(&path)
-                    .map_err(|e| crate::report::ReportError::Input(path.clone(), e.to_string()))?
-                {
-                    if start >= warmup_s {
-                        let _ = latency.add(&h);
-                    }
-                }
-            }
-        }
+        let latency = run.latency_since(name, warmup_s);
         let q = |q: f64| if latency.is_empty() { 0.0 } else { latency.value_at_quantile(q) as f64 / 1000.0 };
         stats.insert(
             name.clone(),

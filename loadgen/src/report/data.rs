@@ -48,6 +48,8 @@ pub struct RunData {
     pub observations: ObservationLog,
     /// Whole-run corrected and service-time histograms per operation, from the HDR logs.
     pub histograms: BTreeMap<String, (Histogram<u64>, Histogram<u64>)>,
+    /// Per operation, the corrected-latency interval histograms: `(start second, histogram)`.
+    pub latency_intervals: BTreeMap<String, Vec<(f64, Histogram<u64>)>>,
 }
 
 impl RunData {
@@ -70,15 +72,33 @@ impl RunData {
             ObservationLog::default()
         };
         let mut histograms = BTreeMap::new();
+        let mut latency_intervals = BTreeMap::new();
         for op in Operation::ALL {
             let latency = dir.join("hdr").join(format!("{}.latency.hlog", op.slug()));
             let service = dir.join("hdr").join(format!("{}.service.hlog", op.slug()));
             if latency.is_file() && service.is_file() {
-                histograms.insert(op.name().to_owned(), (merged(&latency)?, merged(&service)?));
+                let intervals = read_intervals(&latency)?;
+                let total = merged(&latency, intervals.iter().map(|(_, h)| h))?;
+                histograms.insert(
+                    op.name().to_owned(),
+                    (total, merged(&service, read_intervals(&service)?.iter().map(|(_, h)| h))?),
+                );
+                latency_intervals.insert(op.name().to_owned(), intervals);
             }
         }
         let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
-        Ok(Self { dir: dir.to_path_buf(), name, summary, run, timeseries, observations, histograms })
+        Ok(Self { dir: dir.to_path_buf(), name, summary, run, timeseries, observations, histograms, latency_intervals })
+    }
+
+    /// The corrected latency of `operation` over the intervals starting at `from_s` or later.
+    pub fn latency_since(&self, operation: &str, from_s: f64) -> Histogram<u64> {
+        let mut latency = new_histogram();
+        for (start, h) in self.latency_intervals.get(operation).into_iter().flatten() {
+            if *start >= from_s {
+                let _ = latency.add(h);
+            }
+        }
+        latency
     }
 
     /// Offered load: REST arrivals per second (API streams) and events per second.
@@ -112,12 +132,15 @@ impl RunData {
     }
 }
 
-fn merged(path: &Path) -> Result<Histogram<u64>, ReportError> {
-    let intervals =
-        crate::results::read_hdr_log(path).map_err(|e| ReportError::Input(path.to_path_buf(), e.to_string()))?;
+fn read_intervals(path: &Path) -> Result<Vec<(f64, Histogram<u64>)>, ReportError> {
+    crate::results::read_hdr_log(path).map_err(|e| ReportError::Input(path.to_path_buf(), e.to_string()))
+}
+
+/// The intervals of the log at `path` added up.
+fn merged<'a>(path: &Path, intervals: impl Iterator<Item = &'a Histogram<u64>>) -> Result<Histogram<u64>, ReportError> {
     let mut total = new_histogram();
-    for (_, h) in intervals {
-        total.add(&h).map_err(|e| ReportError::Input(path.to_path_buf(), format!("{e:?}")))?;
+    for h in intervals {
+        total.add(h).map_err(|e| ReportError::Input(path.to_path_buf(), format!("{e:?}")))?;
     }
     Ok(total)
 }
