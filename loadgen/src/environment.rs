@@ -54,6 +54,58 @@ pub enum EnvironmentError {
     Docker(#[from] crate::docker::DockerError),
 }
 
+/// The ports the services bind (0: any free one, reported on the READY line).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ports {
+    mock: u16,
+    rest: u16,
+    api_admin: u16,
+    grpc: u16,
+    handler_admin: u16,
+}
+
+/// The services' command lines, the same for processes and containers, each followed by the
+/// user's extra arguments for that service. Every service binds loopback only.
+struct ServiceCommands<'a> {
+    settings: &'a ProvisionSettings,
+    database_url: &'a str,
+    jwt_secret: &'a str,
+}
+
+impl ServiceCommands<'_> {
+    fn with_extra(&self, service: &str, args: &[&str]) -> Vec<String> {
+        let extra = self.settings.extra_args.get(service).cloned().unwrap_or_default();
+        args.iter().map(|a| (*a).to_owned()).chain(extra).collect()
+    }
+
+    fn database_and_config(&self) -> [String; 6] {
+        let config = self.settings.challenges_config.display().to_string();
+        let (url, namespace) = (self.database_url.to_owned(), self.settings.namespace.clone());
+        ["--database-url".into(), url, "--challenges-config".into(), config, "--namespace".into(), namespace]
+    }
+
+    fn reward_mock(&self, ports: &Ports) -> Vec<String> {
+        self.with_extra("reward-mock", &["--host", "127.0.0.1", "--port", &ports.mock.to_string()])
+    }
+
+    fn challenge_service(&self, ports: &Ports, reward_url: &str) -> Vec<String> {
+        let common = self.database_and_config();
+        let (rest, admin) = (ports.rest.to_string(), ports.api_admin.to_string());
+        let own = ["--auth-mode", "jwt", "--jwt-secret", self.jwt_secret, "--reward-platform-url", reward_url];
+        let bind = ["--host", "127.0.0.1", "--port", &rest, "--admin-port", &admin];
+        let args: Vec<&str> = common.iter().map(String::as_str).chain(own).chain(bind).collect();
+        self.with_extra("challenge-service", &args)
+    }
+
+    fn event_handler(&self, ports: &Ports) -> Vec<String> {
+        let common = self.database_and_config();
+        let (grpc, admin) = (ports.grpc.to_string(), ports.handler_admin.to_string());
+        let bind = ["--host", "127.0.0.1", "--grpc-port", &grpc, "--admin-port", &admin];
+        let args: Vec<&str> = common.iter().map(String::as_str).chain(bind).collect();
+        self.with_extra("event-handler", &args)
+    }
+}
+
 /// `N` free loopback ports (bound, read and released; the services bind them next).
 fn free_ports<const N: usize>() -> std::io::Result<[u16; N]> {
     let listeners: Vec<std::net::TcpListener> =
@@ -166,33 +218,21 @@ impl Provisioned {
             env.start_containers(&bin_dir, &database_url, settings).await?;
             return Ok(env);
         }
-        let config = settings.challenges_config.display().to_string();
-        let extra = |name: &str| settings.extra_args.get(name).cloned().unwrap_or_default();
-
-        let mock = env
-            .spawn(&bin_dir, "reward-mock", &[&["--port", "0"][..]].concat(), extra("reward-mock"), settings)
-            .await?;
+        // Port 0 everywhere: each service picks a free one and reports it on its READY line.
+        let commands = ServiceCommands { settings, database_url: &database_url, jwt_secret: &env.jwt_secret.clone() };
+        let any = Ports::default();
+        let mock = env.spawn(&bin_dir, "reward-mock", commands.reward_mock(&any), settings).await?;
         let reward_url = format!("http://{}", mock.addrs["http"]);
         env.endpoints.metrics_urls.insert("reward-mock".into(), format!("{reward_url}/metrics"));
         env.services.push(mock);
-        let common =
-            ["--database-url", &database_url, "--challenges-config", &config, "--namespace", &settings.namespace];
-        let secret = env.jwt_secret.clone();
-        let challenge_args: Vec<&str> = [
-            &common[..],
-            &["--auth-mode", "jwt", "--jwt-secret", &secret, "--reward-platform-url", &reward_url],
-            &["--port", "0", "--admin-port", "0"],
-        ]
-        .concat();
         let challenge =
-            env.spawn(&bin_dir, "challenge-service", &challenge_args, extra("challenge-service"), settings).await?;
+            env.spawn(&bin_dir, "challenge-service", commands.challenge_service(&any, &reward_url), settings).await?;
         env.endpoints.api_url = Some(format!("http://{}", challenge.addrs["rest"]));
         env.endpoints
             .metrics_urls
             .insert("challenge-service".into(), format!("http://{}/metrics", challenge.addrs["admin"]));
         env.services.push(challenge);
-        let handler_args: Vec<&str> = [&common[..], &["--grpc-port", "0", "--admin-port", "0"]].concat();
-        let handler = env.spawn(&bin_dir, "event-handler", &handler_args, extra("event-handler"), settings).await?;
+        let handler = env.spawn(&bin_dir, "event-handler", commands.event_handler(&any), settings).await?;
         env.endpoints.grpc_url = Some(format!("http://{}", handler.addrs["grpc"]));
         env.endpoints.metrics_urls.insert("event-handler".into(), format!("http://{}/metrics", handler.addrs["admin"]));
         env.services.push(handler);
@@ -217,72 +257,22 @@ impl Provisioned {
         let run_id = format!("{:08x}", rand::random::<u32>());
         let mut stack = crate::docker::Stack::new(docker, run_id);
         stack.remove_when_this_process_exits()?;
-        let [mock_port, rest_port, api_admin, grpc_port, handler_admin] = free_ports::<5>()?;
-        let config = settings.challenges_config.display().to_string();
-        let extra = |name: &str| settings.extra_args.get(name).cloned().unwrap_or_default();
-        let owned = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let common = owned(&[
-            "--database-url",
-            database_url,
-            "--challenges-config",
-            &config,
-            "--namespace",
-            &settings.namespace,
-        ]);
+        let [mock, rest, api_admin, grpc, handler_admin] = free_ports::<5>()?;
+        let ports = Ports { mock, rest, api_admin, grpc, handler_admin };
+        let commands = ServiceCommands { settings, database_url, jwt_secret: &self.jwt_secret };
         eprintln!("gauntlet: starting the containers (1 CPU, 1 GiB each) and waiting until healthy");
         // The services read the challenge configuration inside their containers: mounted read-only.
         let mounts = [settings.challenges_config.as_path()];
+        let reward_url = format!("http://127.0.0.1:{mock}");
         let started = async {
-            let mock_args =
-                [owned(&["--host", "127.0.0.1", "--port", &mock_port.to_string()]), extra("reward-mock")].concat();
+            let health = format!("{reward_url}/healthz");
+            stack.start("reward-mock", &images["reward-mock"], commands.reward_mock(&ports), &[], &health).await?;
+            let args = commands.challenge_service(&ports, &reward_url);
+            let health = format!("http://127.0.0.1:{rest}/challenge/healthz");
+            stack.start("challenge-service", &images["challenge-service"], args, &mounts, &health).await?;
+            let health = format!("http://127.0.0.1:{handler_admin}/metrics");
             stack
-                .start(
-                    "reward-mock",
-                    &images["reward-mock"],
-                    mock_args,
-                    &[],
-                    &format!("http://127.0.0.1:{mock_port}/healthz"),
-                )
-                .await?;
-            let reward_url = format!("http://127.0.0.1:{mock_port}");
-            let api_args = [
-                common.clone(),
-                owned(&["--auth-mode", "jwt", "--jwt-secret", &self.jwt_secret, "--reward-platform-url", &reward_url]),
-                owned(&[
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &rest_port.to_string(),
-                    "--admin-port",
-                    &api_admin.to_string(),
-                ]),
-                extra("challenge-service"),
-            ]
-            .concat();
-            stack
-                .start(
-                    "challenge-service",
-                    &images["challenge-service"],
-                    api_args,
-                    &mounts,
-                    &format!("http://127.0.0.1:{rest_port}/challenge/healthz"),
-                )
-                .await?;
-            let handler_args = [
-                common.clone(),
-                owned(&["--host", "127.0.0.1", "--grpc-port", &grpc_port.to_string()]),
-                owned(&["--admin-port", &handler_admin.to_string()]),
-                extra("event-handler"),
-            ]
-            .concat();
-            stack
-                .start(
-                    "event-handler",
-                    &images["event-handler"],
-                    handler_args,
-                    &mounts,
-                    &format!("http://127.0.0.1:{handler_admin}/metrics"),
-                )
+                .start("event-handler", &images["event-handler"], commands.event_handler(&ports), &mounts, &health)
                 .await
         };
         let outcome = started.await;
@@ -290,10 +280,9 @@ impl Provisioned {
         endpoints.containers = stack.containers.iter().cloned().collect();
         self.stack = Some(stack);
         outcome?;
-        endpoints.api_url = Some(format!("http://127.0.0.1:{rest_port}"));
-        endpoints.grpc_url = Some(format!("http://127.0.0.1:{grpc_port}"));
-        for (name, port) in
-            [("reward-mock", mock_port), ("challenge-service", api_admin), ("event-handler", handler_admin)]
+        endpoints.api_url = Some(format!("http://127.0.0.1:{rest}"));
+        endpoints.grpc_url = Some(format!("http://127.0.0.1:{grpc}"));
+        for (name, port) in [("reward-mock", mock), ("challenge-service", api_admin), ("event-handler", handler_admin)]
         {
             endpoints.metrics_urls.insert(name.into(), format!("http://127.0.0.1:{port}/metrics"));
         }
@@ -309,8 +298,7 @@ impl Provisioned {
         &mut self,
         bin_dir: &Path,
         name: &str,
-        args: &[&str],
-        extra: Vec<String>,
+        args: Vec<String>,
         settings: &ProvisionSettings,
     ) -> Result<ServiceProcess, EnvironmentError> {
         let binary = bin_dir.join(name);
@@ -320,8 +308,7 @@ impl Provisioned {
         let log_path = settings.logs_dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)?;
         let mut child = Command::new(&binary)
-            .args(args)
-            .args(&extra)
+            .args(&args)
             .env("RUST_LOG", std::env::var("GAUNTLET_SUT_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
