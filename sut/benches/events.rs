@@ -1,41 +1,42 @@
-//! The event handler's two costs:
-//! - one `OnMessage` in-process (validation, per-goal updates, buffering), login and stat;
-//! - a flush: rows/s of the store's batched write for 1,000- and 100,000-row batches, against a
-//!   throwaway PostgreSQL cluster with durable settings (fsync on).
+//! The event handler's two costs, for both store layouts:
+//! - one `OnMessage` in-process (validation, the layout's updates, buffering), login and stat;
+//! - a flush: the store's batched, exactly-once write of 1,000- and 100,000-row batches (rows of
+//!   the layout: (user, stat code) for per-stat, (user, goal) for per-goal), against a throwaway
+//!   PostgreSQL cluster with durable settings (fsync on).
 //!
 //! Run with: `cargo bench -p sut --bench events`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use proto::account::UserLoggedIn;
 use proto::account::user_authentication_user_logged_in_service_server::UserAuthenticationUserLoggedInService;
 use proto::statistic::statistic_stat_item_updated_service_server::StatisticStatItemUpdatedService;
 use proto::statistic::{StatItem, StatItemUpdated};
-use sut::challenges::{FixtureShape, generate_challenges, parse};
+use sut::challenges::{ChallengeConfig, FixtureShape, generate_challenges, parse};
 use sut::events::buffer::{Entry, EventBuffer};
 use sut::events::grpc::{EventMetrics, EventService};
-use sut::events::store::{PgProgressStore, ProgressStore};
-use sut::events::update;
+use sut::events::store::{PerGoalStore, PerStatStore, ProgressStore};
+use sut::events::update::StatValues;
 use sut::pg::{ClusterOptions, PgCluster};
 
-fn on_message(c: &mut Criterion) {
+fn reference() -> Arc<ChallengeConfig> {
+    Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap())
+}
+
+fn on_message_of<S: ProgressStore>(group: &mut BenchmarkGroup<'_, WallTime>, layout: &str, store: S) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let config =
-        Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
     let buffer = Arc::new(EventBuffer::new(usize::MAX));
     let service = EventService::new(
-        config,
+        Arc::new(store),
         buffer.clone(),
         "test",
         Duration::from_secs(1),
         EventMetrics::register(&prometheus::Registry::new()),
     );
-    let mut group = c.benchmark_group("OnMessage in-process");
-    group.throughput(Throughput::Elements(1));
     let mut n = 0u64;
-    group.bench_function("stat event (100 goals)", |b| {
+    group.bench_function(format!("{layout}: stat event"), |b| {
         b.to_async(&rt).iter(|| {
             n += 1;
             let event = StatItemUpdated {
@@ -52,7 +53,7 @@ fn on_message(c: &mut Criterion) {
             async move { StatisticStatItemUpdatedService::on_message(service, tonic::Request::new(event)).await.unwrap() }
         })
     });
-    group.bench_function("login event (100 goals)", |b| {
+    group.bench_function(format!("{layout}: login event"), |b| {
         b.to_async(&rt).iter(|| {
             n += 1;
             let event = UserLoggedIn {
@@ -66,28 +67,63 @@ fn on_message(c: &mut Criterion) {
             }
         })
     });
-    group.finish();
     // Keep the buffer bounded across benchmark runs.
     let _ = buffer.take();
     buffer.set_in_flight(0);
 }
 
-/// `rows` distinct (user, goal) entries from stat events of `rows / 100` users.
-fn batch(config: &Arc<sut::challenges::ChallengeConfig>, rows: usize) -> Vec<Entry> {
+fn on_message(c: &mut Criterion) {
+    // OnMessage never touches the database: a pool that never connects will do.
+    let pool = || sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap();
+    let config = reference();
+    let mut group = c.benchmark_group("OnMessage in-process");
+    group.throughput(Throughput::Elements(1));
+    on_message_of(&mut group, "per-stat", PerStatStore::new(pool(), config.clone()));
+    on_message_of(&mut group, "per-goal", PerGoalStore::new(pool(), config));
+    group.finish();
+}
+
+/// `rows` distinct buffer entries of `store`'s layout from stat events of as many users as needed.
+fn batch<S: ProgressStore>(store: &S, rows: usize) -> Vec<Entry<S::Update>> {
     let buffer = EventBuffer::new(usize::MAX);
     let now = chrono::Utc::now().naive_utc();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        for u in 0..rows.div_ceil(100) {
+        let mut u = 0;
+        while buffer.len() < rows {
             let user: Arc<str> = format!("user-{u:06}").into();
-            let values = update::StatValues { latest_value: (u % 1000) as f64, inc: 0.0 };
-            let updates = update::for_stat(config, ["enemy_kills", "wins"][u % 2], values, now);
+            let values = StatValues { latest_value: (u % 1000) as f64, inc: 0.0 };
+            let updates = store.stat_updates(["enemy_kills", "wins"][u % 2], values, now);
             buffer.record(&user, &"test".into(), updates, now, Duration::ZERO).await.unwrap();
+            u += 1;
         }
     });
     let mut entries = buffer.take();
     entries.truncate(rows);
     entries
+}
+
+fn flush_of<S: ProgressStore>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    layout: &str,
+    store: &S,
+) {
+    for rows in [1_000, 100_000] {
+        let entries = batch(store, rows);
+        group.throughput(Throughput::Elements(rows as u64));
+        // The first write inserts the rows; the measured writes update them, as steady state does.
+        rt.block_on(store.apply(rand::random(), &entries)).unwrap();
+        group.bench_function(format!("{layout}: {rows} rows"), |b| {
+            b.iter_custom(|iterations| {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    rt.block_on(store.apply(rand::random(), &entries)).unwrap();
+                }
+                started.elapsed()
+            })
+        });
+    }
 }
 
 fn flush(c: &mut Criterion) {
@@ -104,26 +140,11 @@ fn flush(c: &mut Criterion) {
         sut::db::MIGRATOR.run(&pool).await.unwrap();
         pool
     });
-    let store = PgProgressStore::new(pool);
-    let config =
-        Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
-    let mut group = c.benchmark_group("flush (MERGE of a coalesced batch)");
+    let config = reference();
+    let mut group = c.benchmark_group("flush (one exactly-once batch)");
     group.sample_size(10).measurement_time(Duration::from_secs(20));
-    for rows in [1_000, 100_000] {
-        let entries = batch(&config, rows);
-        group.throughput(Throughput::Elements(rows as u64));
-        // The first write inserts the rows; the measured writes update them, as steady state does.
-        rt.block_on(store.apply(&entries)).unwrap();
-        group.bench_function(format!("{rows} rows"), |b| {
-            b.iter_custom(|iterations| {
-                let started = Instant::now();
-                for _ in 0..iterations {
-                    rt.block_on(store.apply(&entries)).unwrap();
-                }
-                started.elapsed()
-            })
-        });
-    }
+    flush_of(&mut group, &rt, "per-stat", &PerStatStore::new(pool.clone(), config.clone()));
+    flush_of(&mut group, &rt, "per-goal", &PerGoalStore::new(pool, config));
     group.finish();
 }
 

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::AuthError;
+use crate::events::store::StoreError;
 use crate::reward::GrantError;
 
 /// Everything a REST request can fail with.
@@ -45,6 +46,15 @@ impl From<sqlx::Error> for ApiError {
             ApiError::DatabaseUnavailable(error)
         } else {
             ApiError::Internal(error.into())
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(e) => ApiError::DatabaseUnavailable(e),
+            StoreError::Rejected(e) | StoreError::Failed(e) => ApiError::Internal(e.into()),
         }
     }
 }

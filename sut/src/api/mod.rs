@@ -1,5 +1,7 @@
 //! The challenge service's REST API (SPEC §3): the routes, their shared state, and the request
-//! metrics. [`router`] builds the whole API under its base path; `crate::app` serves it.
+//! metrics. [`router`] builds the whole API under its base path;
+//! [`services::challenge`](crate::services::challenge) serves it. Progress is read through the
+//! event handler's [`Store`], whichever layout it is.
 
 mod claim;
 
@@ -22,8 +24,10 @@ use sqlx::PgPool;
 
 use crate::auth::Authenticator;
 use crate::challenges::ChallengeConfig;
+use crate::events::store::Store;
 use crate::reward::RewardClient;
 use error::ApiError;
+use view::ViewTemplate;
 
 /// What every request handler shares.
 #[derive(Debug, Clone)]
@@ -32,6 +36,10 @@ pub struct AppState {
     pub config: Arc<ChallengeConfig>,
     /// The database pool.
     pub pool: PgPool,
+    /// Where progress is read from (and claims prepared), in the configured layout.
+    pub store: Store,
+    /// The `GET` response's configuration part, rendered once.
+    pub view: Arc<ViewTemplate>,
     /// How callers are authenticated.
     pub auth: Authenticator,
     /// The reward platform client.
@@ -94,8 +102,8 @@ async fn record_request(State(metrics): State<RequestMetrics>, request: Request,
 
 async fn list_challenges(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let caller = state.auth.authenticate(&headers)?;
-    let rows = crate::db::user_progress(&state.pool, &caller.user_id).await?;
-    Ok(Json(view::build(&state.config, &rows)).into_response())
+    let progress = state.store.user_progress(&caller.user_id).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], state.view.render(&progress)).into_response())
 }
 
 async fn claim_goal(

@@ -1,74 +1,18 @@
-//! The `GET /v1/challenges` response: every configured goal merged with the caller's stored
-//! progress (absent row: progress 0, `not_started`; unset timestamps: `""`).
+//! The `GET /v1/challenges` response: every configured goal merged with the caller's progress
+//! (none: progress 0, `not_started`; unset timestamps: `""`).
 //!
-//! The view borrows the configuration's strings, so building it copies only what is per user.
+//! Everything but progress, status and the two timestamps comes from the configuration and never
+//! changes, so [`ViewTemplate`] renders it to JSON once, at start-up, as one fragment per goal;
+//! a request copies the fragments and writes only the per-user values between them.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 
-use chrono::{NaiveDateTime, SecondsFormat};
+use chrono::{Datelike, NaiveDateTime, SecondsFormat, Timelike};
 use serde::Serialize;
 
 use crate::challenges::{ChallengeConfig, Goal, Reward, RewardType};
-use crate::db::{ProgressRow, Status};
-
-/// The whole response.
-#[derive(Debug, Serialize)]
-pub struct ChallengesView<'a> {
-    /// Every challenge, in configuration order.
-    pub challenges: Vec<ChallengeView<'a>>,
-}
-
-/// One challenge.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChallengeView<'a> {
-    /// Its id.
-    pub challenge_id: &'a str,
-    /// Display name.
-    pub name: &'a str,
-    /// Display text.
-    pub description: &'a str,
-    /// Its goals with the caller's progress.
-    pub goals: Vec<GoalView<'a>>,
-}
-
-/// One goal with the caller's progress.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GoalView<'a> {
-    /// Its id.
-    pub goal_id: &'a str,
-    /// Display name.
-    pub name: &'a str,
-    /// Display text.
-    pub description: &'a str,
-    /// `stat_code >= target_value`.
-    pub requirement: RequirementView<'a>,
-    /// What claiming grants.
-    pub reward: RewardView<'a>,
-    /// Goals required first.
-    pub prerequisites: &'a [String],
-    /// Stored progress, or 0.
-    pub progress: i32,
-    /// Stored status, or `not_started`.
-    pub status: Status,
-    /// RFC 3339 UTC, or `""`.
-    pub completed_at: String,
-    /// RFC 3339 UTC, or `""`.
-    pub claimed_at: String,
-}
-
-/// A goal's requirement.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequirementView<'a> {
-    /// The stat code.
-    pub stat_code: &'a str,
-    /// Always `>=`.
-    pub operator: &'a str,
-    /// The target.
-    pub target_value: i32,
-}
+use crate::db::Status;
+use crate::events::store::UserProgress;
 
 /// A goal's reward, as the API shows it.
 #[derive(Debug, Serialize)]
@@ -89,65 +33,172 @@ impl<'a> From<&'a Reward> for RewardView<'a> {
     }
 }
 
-/// Formats a stored UTC timestamp as RFC 3339 (`2026-11-29T10:00:00.123Z`), or `""`.
-pub fn timestamp(value: Option<NaiveDateTime>) -> String {
-    value.map_or_else(String::new, |t| t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true))
+/// The configuration part of one goal: every field before `progress`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GoalHead<'a> {
+    goal_id: &'a str,
+    name: &'a str,
+    description: &'a str,
+    requirement: Requirement<'a>,
+    reward: RewardView<'a>,
+    prerequisites: &'a [String],
 }
 
-/// Merges the configuration with one user's stored rows.
-pub fn build<'a>(config: &'a ChallengeConfig, rows: &[ProgressRow]) -> ChallengesView<'a> {
-    let by_goal: HashMap<&str, &ProgressRow> = rows.iter().map(|r| (r.goal_id.as_str(), r)).collect();
-    let challenges = config
-        .challenges()
-        .iter()
-        .map(|challenge| ChallengeView {
-            challenge_id: &challenge.id,
-            name: &challenge.name,
-            description: &challenge.description,
-            goals: challenge.goals.iter().map(|goal| goal_view(goal, by_goal.get(goal.id.as_str()).copied())).collect(),
-        })
-        .collect();
-    ChallengesView { challenges }
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Requirement<'a> {
+    stat_code: &'a str,
+    operator: &'a str,
+    target_value: i32,
 }
 
-fn goal_view<'a>(goal: &'a Goal, row: Option<&ProgressRow>) -> GoalView<'a> {
-    GoalView {
+/// The challenge's fields before its goals.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ChallengeHead<'a> {
+    challenge_id: &'a str,
+    name: &'a str,
+    description: &'a str,
+}
+
+/// The response's configuration part, rendered once.
+#[derive(Debug, Clone)]
+pub struct ViewTemplate {
+    /// Per goal in configuration order: its dense index and the JSON before its progress value.
+    fragments: Vec<(u32, String)>,
+    /// Closes the last challenge and the document.
+    tail: &'static str,
+    /// Bytes of the fragments and the tail.
+    static_len: usize,
+}
+
+/// The most a goal's per-user part takes: progress, the longest status, two timestamps.
+const PER_GOAL_MAX: usize = 11 + 24 + 2 * (16 + 30) + 2;
+
+impl ViewTemplate {
+    /// Renders the configuration part of the response.
+    pub fn new(config: &ChallengeConfig) -> Self {
+        let mut fragments = Vec::with_capacity(config.goal_count());
+        let mut index = 0u32;
+        for (ci, challenge) in config.challenges().iter().enumerate() {
+            let head = serde_json::to_string(&ChallengeHead {
+                challenge_id: &challenge.id,
+                name: &challenge.name,
+                description: &challenge.description,
+            })
+            .expect("strings serialise");
+            let open = if ci == 0 { "{\"challenges\":[" } else { "]}," };
+            let mut prefix = format!("{open}{},\"goals\":[", &head[..head.len() - 1]);
+            for (gi, goal) in challenge.goals.iter().enumerate() {
+                if gi > 0 {
+                    prefix.push(',');
+                }
+                let head = serde_json::to_string(&goal_head(goal)).expect("strings serialise");
+                prefix.push_str(&head[..head.len() - 1]);
+                prefix.push_str(",\"progress\":");
+                fragments.push((index, std::mem::take(&mut prefix)));
+                index += 1;
+            }
+        }
+        let tail = if fragments.is_empty() { "{\"challenges\":[]}" } else { "]}]}" };
+        let static_len = fragments.iter().map(|(_, f)| f.len()).sum::<usize>() + tail.len();
+        Self { fragments, tail, static_len }
+    }
+
+    /// The whole response for a user with `progress`.
+    pub fn render(&self, progress: &UserProgress) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.static_len + self.fragments.len() * PER_GOAL_MAX);
+        let mut numbers = itoa::Buffer::new();
+        for (index, fragment) in &self.fragments {
+            out.extend_from_slice(fragment.as_bytes());
+            let goal = progress.get(*index);
+            out.extend_from_slice(numbers.format(goal.map_or(0, |g| g.progress)).as_bytes());
+            out.extend_from_slice(b",\"status\":\"");
+            out.extend_from_slice(goal.map_or(Status::NotStarted, |g| g.status).as_str().as_bytes());
+            out.extend_from_slice(b"\",\"completedAt\":\"");
+            write_timestamp(&mut out, goal.and_then(|g| g.completed_at));
+            out.extend_from_slice(b"\",\"claimedAt\":\"");
+            write_timestamp(&mut out, goal.and_then(|g| g.claimed_at));
+            out.extend_from_slice(b"\"}");
+        }
+        out.extend_from_slice(self.tail.as_bytes());
+        out
+    }
+}
+
+fn goal_head(goal: &Goal) -> GoalHead<'_> {
+    GoalHead {
         goal_id: &goal.id,
         name: &goal.name,
         description: &goal.description,
-        requirement: RequirementView {
+        requirement: Requirement {
             stat_code: &goal.stat_code,
             operator: &goal.operator,
             target_value: goal.target_value,
         },
         reward: (&goal.reward).into(),
         prerequisites: &goal.prerequisites,
-        progress: row.map_or(0, |r| r.progress),
-        status: row.map_or(Status::NotStarted, |r| r.status),
-        completed_at: timestamp(row.and_then(|r| r.completed_at)),
-        claimed_at: timestamp(row.and_then(|r| r.claimed_at)),
     }
+}
+
+/// Formats a stored UTC timestamp as RFC 3339 (`2026-11-29T10:00:00.123Z`), or `""`.
+pub fn timestamp(value: Option<NaiveDateTime>) -> String {
+    value.map_or_else(String::new, |t| t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+/// Appends what [`timestamp`] returns, without its allocations.
+fn write_timestamp(out: &mut Vec<u8>, value: Option<NaiveDateTime>) {
+    let Some(t) = value else { return };
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+        out.extend_from_slice(timestamp(Some(t)).as_bytes());
+        return;
+    }
+    let mut text = String::with_capacity(30);
+    let _ = write!(
+        text,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    if nanos != 0 {
+        let _ = if nanos % 1_000_000 == 0 {
+            write!(text, ".{:03}", nanos / 1_000_000)
+        } else if nanos % 1_000 == 0 {
+            write!(text, ".{:06}", nanos / 1_000)
+        } else {
+            write!(text, ".{nanos:09}")
+        };
+    }
+    text.push('Z');
+    out.extend_from_slice(text.as_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::challenges::{FixtureShape, generate_challenges, parse};
+    use crate::events::store::GoalProgress;
 
     #[test]
-    fn absent_rows_are_not_started_and_stored_rows_are_merged() {
+    fn absent_progress_is_not_started_and_stored_progress_is_merged() {
         let config = parse("f", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap();
         let completed = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap().naive_utc();
-        let rows = vec![ProgressRow {
-            goal_id: "challenge-002-goal-03".into(),
-            progress: 7,
-            status: Status::Completed,
-            completed_at: Some(completed),
-            claimed_at: None,
-        }];
-        let view = serde_json::to_value(build(&config, &rows)).unwrap();
+        let mut progress = UserProgress::empty(config.goal_count());
+        let index = config.goal_position("challenge-002-goal-03").unwrap();
+        let row =
+            GoalProgress { progress: 7, status: Status::Completed, completed_at: Some(completed), claimed_at: None };
+        progress.set(index, row);
+        let view: serde_json::Value = serde_json::from_slice(&ViewTemplate::new(&config).render(&progress)).unwrap();
         let challenges = view["challenges"].as_array().unwrap();
         assert_eq!(challenges.len(), 10);
+        assert_eq!(challenges[0]["challengeId"], "challenge-001");
+        assert_eq!(challenges[0]["goals"].as_array().unwrap().len(), 50);
         let first = &challenges[0]["goals"][0];
         assert_eq!(first["status"], "not_started");
         assert_eq!(first["progress"], 0);
@@ -162,5 +213,29 @@ mod tests {
         assert_eq!(merged["requirement"]["operator"], ">=");
         assert!(merged["reward"]["type"] == "ITEM" || merged["reward"]["type"] == "WALLET");
         assert!(merged["reward"]["rewardId"].is_string());
+        assert!(merged["prerequisites"].is_array());
+    }
+
+    #[test]
+    fn the_fast_timestamp_equals_chronos_rfc3339() {
+        let base = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap().naive_utc();
+        for nanos in [0, 5_000_000, 123_000_000, 123_456_000, 1_000, 123_456_789, 7] {
+            let t = base + chrono::Duration::nanoseconds(nanos);
+            let mut out = Vec::new();
+            write_timestamp(&mut out, Some(t));
+            assert_eq!(String::from_utf8(out).unwrap(), timestamp(Some(t)), "{nanos} ns");
+        }
+    }
+
+    #[test]
+    fn configuration_strings_are_escaped_once_at_start_up() {
+        let mut value = generate_challenges(FixtureShape::default());
+        value["challenges"][0]["name"] = "quote \" and \\ and é <tag>".into();
+        value["challenges"][0]["goals"][0]["description"] = "line\nbreak".into();
+        let config = parse("f", &value.to_string(), false).unwrap();
+        let body = ViewTemplate::new(&config).render(&UserProgress::empty(config.goal_count()));
+        let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(view["challenges"][0]["name"], "quote \" and \\ and é <tag>");
+        assert_eq!(view["challenges"][0]["goals"][0]["description"], "line\nbreak");
     }
 }

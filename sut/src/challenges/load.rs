@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Challenge, ChallengeConfig, EventSource, Goal, GoalType, Reward, RewardType};
+use super::{Challenge, ChallengeConfig, EventSource, Goal, GoalType, MAX_ID_CHARS, Reward, RewardType};
 
 /// Why a configuration could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ impl Validator<'_> {
         let mut challenges = Vec::with_capacity(raw.challenges.len());
         for (index, rc) in raw.challenges.into_iter().enumerate() {
             let at = format!("challenge #{}, ", index + 1);
-            let id = self.required(&at, "id", rc.id)?;
+            let id = self.identifier(&at, "id", rc.id)?;
             let at = format!("challenge '{id}', ");
             if !challenge_ids.insert(id.clone()) {
                 return Err(self.invalid(&at, "id", "is used by another challenge"));
@@ -151,7 +151,7 @@ impl Validator<'_> {
 
     fn goal(&mut self, challenge_id: &str, index: usize, rg: RawGoal) -> Result<Goal, ConfigError> {
         let at = format!("challenge '{challenge_id}', goal #{}, ", index + 1);
-        let id = self.required(&at, "id", rg.id)?;
+        let id = self.identifier(&at, "id", rg.id)?;
         let at = format!("challenge '{challenge_id}', goal '{id}', ");
         if !self.ids.insert(id.clone()) {
             return Err(self.invalid(&at, "id", "is used by another goal"));
@@ -173,7 +173,7 @@ impl Validator<'_> {
             }
         };
         let requirement = rg.requirement.ok_or_else(|| self.invalid(&at, "requirement", "is missing"))?;
-        let stat_code = self.required(&at, "requirement.stat_code", requirement.stat_code)?;
+        let stat_code = self.identifier(&at, "requirement.stat_code", requirement.stat_code)?;
         let operator = requirement.operator.unwrap_or_else(|| ">=".to_owned());
         if operator != ">=" {
             return Err(self.invalid(
@@ -234,6 +234,24 @@ impl Validator<'_> {
             Some(v) if !v.trim().is_empty() => Ok(v),
             _ => Err(self.invalid(at, field, "is missing or empty")),
         }
+    }
+
+    /// A required id the database stores: at most [`MAX_ID_CHARS`] characters, no control
+    /// characters.
+    fn identifier(&self, at: &str, field: &str, value: Option<String>) -> Result<String, ConfigError> {
+        let value = self.required(at, field, value)?;
+        let chars = value.chars().count();
+        if chars > MAX_ID_CHARS {
+            return Err(self.invalid(
+                at,
+                field,
+                &format!("has {chars} characters; the schema stores at most {MAX_ID_CHARS}"),
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(self.invalid(at, field, "contains a control character"));
+        }
+        Ok(value)
     }
 
     fn positive(&self, at: &str, field: &str, value: Option<i64>) -> Result<i32, ConfigError> {
@@ -310,6 +328,38 @@ mod tests {
         assert!(error_of(&bad).contains("field `type`: 'weekly'"));
         let bad = GOOD.replace("\"event_source\":\"login\"", "\"event_source\":\"chat\"");
         assert!(error_of(&bad).contains("field `event_source`"));
+    }
+
+    #[test]
+    fn ids_the_schema_cannot_store_stop_start_up_naming_where() {
+        let long = "x".repeat(101);
+        let bad = GOOD.replace("\"id\":\"g2\"", &format!("\"id\":\"{long}\""));
+        assert_eq!(
+            error_of(&bad),
+            "bad.json: challenge 'c1', goal #2, field `id`: has 101 characters; the schema stores at most 100"
+        );
+        let bad = GOOD.replace("\"id\":\"c1\"", &format!("\"id\":\"{long}\""));
+        assert!(error_of(&bad).contains("challenge #1, field `id`: has 101 characters"), "{}", error_of(&bad));
+        let bad = GOOD.replace("\"stat_code\":\"wins\"", &format!("\"stat_code\":\"{long}\""));
+        assert!(error_of(&bad).contains("goal 'g1', field `requirement.stat_code`: has 101"), "{}", error_of(&bad));
+        let bad = GOOD.replace("\"id\":\"g1\"", "\"id\":\"g\\u00001\"");
+        assert!(error_of(&bad).contains("goal #1, field `id`: contains a control character"), "{}", error_of(&bad));
+        let ok = GOOD.replace("\"id\":\"g2\"", &format!("\"id\":\"{}\"", "é".repeat(100)));
+        assert!(parse("ok.json", &ok, false).is_ok(), "100 characters fit, however many bytes");
+    }
+
+    #[test]
+    fn sources_index_login_and_each_stat_code() {
+        let config = parse("good.json", GOOD, false).unwrap();
+        assert_eq!(config.sources().len(), 2);
+        let login = config.login_source().unwrap();
+        assert_eq!((&*login.stat_code, login.goals.len()), ("", 1));
+        let wins = config.stat_source("wins").unwrap();
+        assert_eq!(wins.goals[0].goal.id, "g1");
+        assert_eq!(config.source_by_code("wins"), Some(wins));
+        assert!(config.stat_source("login_count").is_none());
+        assert_eq!(config.goal_position("g2"), Some(1));
+        assert_eq!(config.goal_refs()[1].goal.id, "g2");
     }
 
     #[test]

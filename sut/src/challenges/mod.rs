@@ -104,9 +104,31 @@ pub struct Challenge {
 #[derive(Debug, Clone)]
 pub struct ChallengeConfig {
     challenges: Vec<Challenge>,
-    goal_index: HashMap<String, (usize, usize)>,
+    goal_index: HashMap<String, (usize, usize, u32)>,
+    goals: Vec<GoalRef>,
     stat_goals: HashMap<String, Vec<GoalRef>>,
     login_goals: Vec<GoalRef>,
+    sources: Vec<Source>,
+    stat_sources: HashMap<String, u32>,
+    login_source: Option<u32>,
+}
+
+/// The longest id, stat code or user id the schema stores (`varchar(100)`).
+pub const MAX_ID_CHARS: usize = 100;
+
+/// One stream of values that goals follow: login events, or stat events of one stat code. The
+/// per-stat layout keeps one row per user and source; its `stat_code` column is `""` for logins
+/// (an empty stat code is refused at the door, so it cannot name a real stat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Dense index (0..source_count).
+    pub index: u32,
+    /// The stored stat code: the events' stat code, or `""` for login events.
+    pub stat_code: Arc<str>,
+    /// Login events or stat events.
+    pub event_source: EventSource,
+    /// The goals this source feeds.
+    pub goals: Vec<GoalRef>,
 }
 
 /// A shared handle on a goal with its dense index (0..goal_count), for per-goal bookkeeping.
@@ -122,20 +144,35 @@ impl ChallengeConfig {
     /// Builds the indexes. Callers pass challenges that [`load`] validated (ids unique).
     fn new(challenges: Vec<Challenge>) -> Self {
         let mut goal_index = HashMap::new();
+        let mut goals = Vec::new();
         let mut stat_goals: HashMap<String, Vec<GoalRef>> = HashMap::new();
         let mut login_goals = Vec::new();
         for (ci, challenge) in challenges.iter().enumerate() {
             for (gi, goal) in challenge.goals.iter().enumerate() {
                 let index = u32::try_from(goal_index.len()).expect("fewer than 4 billion goals");
-                goal_index.insert(goal.id.clone(), (ci, gi));
+                goal_index.insert(goal.id.clone(), (ci, gi, index));
                 let shared = GoalRef { index, goal: Arc::new(goal.clone()) };
+                goals.push(shared.clone());
                 match goal.event_source {
                     EventSource::Login => login_goals.push(shared),
                     EventSource::Statistic => stat_goals.entry(goal.stat_code.clone()).or_default().push(shared),
                 }
             }
         }
-        Self { challenges, goal_index, stat_goals, login_goals }
+        let mut sources = Vec::new();
+        let mut push = |stat_code: &str, event_source, goals: &[GoalRef]| {
+            let index = u32::try_from(sources.len()).expect("fewer than 4 billion sources");
+            sources.push(Source { index, stat_code: stat_code.into(), event_source, goals: goals.to_vec() });
+            index
+        };
+        let login_source = (!login_goals.is_empty()).then(|| push("", EventSource::Login, &login_goals));
+        let mut codes: Vec<&String> = stat_goals.keys().collect();
+        codes.sort();
+        let stat_sources = codes
+            .into_iter()
+            .map(|code| (code.clone(), push(code, EventSource::Statistic, &stat_goals[code])))
+            .collect();
+        Self { challenges, goal_index, goals, stat_goals, login_goals, sources, stat_sources, login_source }
     }
 
     /// Every challenge, in configuration order.
@@ -145,7 +182,7 @@ impl ChallengeConfig {
 
     /// The goal with this id, if configured.
     pub fn goal(&self, goal_id: &str) -> Option<&Goal> {
-        self.goal_index.get(goal_id).map(|&(ci, gi)| &self.challenges[ci].goals[gi])
+        self.goal_index.get(goal_id).map(|&(ci, gi, _)| &self.challenges[ci].goals[gi])
     }
 
     /// The challenge with this id, if configured.
@@ -166,5 +203,35 @@ impl ChallengeConfig {
     /// How many goals are configured in all.
     pub fn goal_count(&self) -> usize {
         self.goal_index.len()
+    }
+
+    /// Every goal by its dense index.
+    pub fn goal_refs(&self) -> &[GoalRef] {
+        &self.goals
+    }
+
+    /// The dense index of the goal with this id.
+    pub fn goal_position(&self, goal_id: &str) -> Option<u32> {
+        self.goal_index.get(goal_id).map(|&(_, _, index)| index)
+    }
+
+    /// Every source (login events, each stat code with goals), by index.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// The source fed by stat events of `stat_code`, if any goal follows it.
+    pub fn stat_source(&self, stat_code: &str) -> Option<&Source> {
+        self.stat_sources.get(stat_code).map(|&i| &self.sources[i as usize])
+    }
+
+    /// The source fed by login events, if any goal follows them.
+    pub fn login_source(&self) -> Option<&Source> {
+        self.login_source.map(|i| &self.sources[i as usize])
+    }
+
+    /// The source with this stored stat code (`""`: logins).
+    pub fn source_by_code(&self, stored_code: &str) -> Option<&Source> {
+        if stored_code.is_empty() { self.login_source() } else { self.stat_source(stored_code) }
     }
 }

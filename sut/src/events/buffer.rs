@@ -1,5 +1,7 @@
-//! The in-memory buffer between `OnMessage` calls and the database: one coalesced [`Update`] per
-//! (user, goal), bounded in entries.
+//! The in-memory buffer between `OnMessage` calls and the database: one coalesced update per
+//! (user, key), bounded in entries. The key and the update are the layout's: (user, goal) and an
+//! [`Update`](super::update::Update) per matching goal for per-goal, (user, source) and one
+//! [`StatDelta`](super::update::StatDelta) per event for per-stat.
 //!
 //! An event's updates enter the buffer all together or not at all, so an event refused with
 //! `RESOURCE_EXHAUSTED` (and retried by the platform) is never half-applied. The flusher
@@ -15,20 +17,19 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use tokio::sync::Notify;
 
-use super::update::Update;
-use crate::challenges::GoalRef;
+use super::update::Coalesce;
 
-/// A buffered, coalesced change to one (user, goal) row.
+/// A buffered, coalesced change to one (user, key) row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct Entry<U> {
     /// The user.
     pub user_id: Arc<str>,
     /// The user's namespace.
     pub namespace: Arc<str>,
-    /// The goal.
-    pub goal: GoalRef,
+    /// The goal's or the source's dense index in the configuration.
+    pub key: u32,
     /// The coalesced change.
-    pub update: Update,
+    pub update: U,
     /// When the latest coalesced event was received (UTC).
     pub last_event_at: NaiveDateTime,
 }
@@ -45,8 +46,8 @@ pub struct BufferFull {
 
 /// The bounded, coalescing buffer shared by all `OnMessage` calls and the flusher.
 #[derive(Debug)]
-pub struct EventBuffer {
-    entries: Mutex<HashMap<Key, Entry>>,
+pub struct EventBuffer<U> {
+    entries: Mutex<HashMap<Key, Entry<U>>>,
     in_flight: AtomicUsize,
     limit: usize,
     /// Signalled when the buffer would need a flush to accept more (wakes the flusher early).
@@ -55,7 +56,7 @@ pub struct EventBuffer {
     space_freed: Notify,
 }
 
-impl EventBuffer {
+impl<U: Coalesce> EventBuffer<U> {
     /// A buffer holding at most `limit` entries.
     pub fn new(limit: usize) -> Self {
         Self {
@@ -82,7 +83,7 @@ impl EventBuffer {
         &self,
         user_id: &Arc<str>,
         namespace: &Arc<str>,
-        updates: Vec<(GoalRef, Update)>,
+        updates: Vec<(u32, U)>,
         now: NaiveDateTime,
         wait: Duration,
     ) -> Result<(), BufferFull> {
@@ -112,20 +113,19 @@ impl EventBuffer {
         &self,
         user_id: &Arc<str>,
         namespace: &Arc<str>,
-        updates: Vec<(GoalRef, Update)>,
+        updates: Vec<(u32, U)>,
         now: NaiveDateTime,
-    ) -> Result<(), Vec<(GoalRef, Update)>> {
+    ) -> Result<(), Vec<(u32, U)>> {
         let mut entries = self.lock();
         let used = entries.len() + self.in_flight.load(Ordering::Acquire);
         if used + updates.len() > self.limit {
-            let new_keys =
-                updates.iter().filter(|(goal, _)| !entries.contains_key(&(user_id.clone(), goal.index))).count();
+            let new_keys = updates.iter().filter(|(key, _)| !entries.contains_key(&(user_id.clone(), *key))).count();
             if used + new_keys > self.limit {
                 return Err(updates);
             }
         }
-        for (goal, update) in updates {
-            match entries.entry((user_id.clone(), goal.index)) {
+        for (key, update) in updates {
+            match entries.entry((user_id.clone(), key)) {
                 std::collections::hash_map::Entry::Occupied(mut slot) => {
                     let entry = slot.get_mut();
                     entry.update.coalesce(update);
@@ -135,7 +135,7 @@ impl EventBuffer {
                     slot.insert(Entry {
                         user_id: user_id.clone(),
                         namespace: namespace.clone(),
-                        goal,
+                        key,
                         update,
                         last_event_at: now,
                     });
@@ -145,19 +145,19 @@ impl EventBuffer {
         Ok(())
     }
 
-    /// Takes every buffered entry, sorted by (user, goal) so concurrent writers lock rows in the
+    /// Takes every buffered entry, sorted by (user, key) so concurrent writers lock rows in the
     /// same order. The caller must report what it still holds with [`set_in_flight`].
     ///
     /// [`set_in_flight`]: EventBuffer::set_in_flight
-    pub fn take(&self) -> Vec<Entry> {
+    pub fn take(&self) -> Vec<Entry<U>> {
         let taken = {
             let mut entries = self.lock();
             let taken = std::mem::take(&mut *entries);
             self.in_flight.fetch_add(taken.len(), Ordering::AcqRel);
             taken
         };
-        let mut taken: Vec<Entry> = taken.into_values().collect();
-        taken.sort_unstable_by(|a, b| (&a.user_id, &a.goal.goal.id).cmp(&(&b.user_id, &b.goal.goal.id)));
+        let mut taken: Vec<Entry<U>> = taken.into_values().collect();
+        taken.sort_unstable_by(|a, b| (&a.user_id, a.key).cmp(&(&b.user_id, b.key)));
         taken
     }
 
@@ -167,7 +167,7 @@ impl EventBuffer {
         self.space_freed.notify_waiters();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry<U>>> {
         // A panic while holding the lock cannot leave a half-applied event (inserts are
         // infallible), so the map stays usable.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
@@ -177,8 +177,17 @@ impl EventBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::challenges::ChallengeConfig;
     use crate::challenges::{FixtureShape, generate_challenges, parse};
-    use crate::events::update::{self, StatValues};
+    use crate::events::update::{self, StatValues, Update};
+
+    fn keyed(updates: Vec<(crate::challenges::GoalRef, Update)>) -> Vec<(u32, Update)> {
+        updates.into_iter().map(|(goal, update)| (goal.index, update)).collect()
+    }
+
+    fn login(config: &ChallengeConfig) -> Vec<(u32, Update)> {
+        keyed(update::for_login(config, now()))
+    }
 
     fn now() -> NaiveDateTime {
         chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap().naive_utc()
@@ -191,7 +200,7 @@ mod tests {
         let (user, ns): (Arc<str>, Arc<str>) = ("u1".into(), "test".into());
         for value in [5.0, 700.0, 3.0] {
             let updates = update::for_stat(&config, "wins", StatValues { latest_value: value, inc: 0.0 }, now());
-            buffer.record(&user, &ns, updates, now(), Duration::ZERO).await.unwrap();
+            buffer.record(&user, &ns, keyed(updates), now(), Duration::ZERO).await.unwrap();
         }
         assert_eq!(buffer.len(), 100, "one entry per wins goal, however many events");
         let taken = buffer.take();
@@ -199,7 +208,7 @@ mod tests {
         buffer.set_in_flight(0);
         assert!(buffer.is_empty());
         let absolute = taken.iter().find(|e| matches!(e.update, Update::Absolute { .. })).unwrap();
-        let reached = 700 >= absolute.goal.goal.target_value;
+        let reached = 700 >= config.goal_refs()[absolute.key as usize].goal.target_value;
         assert_eq!(absolute.update, Update::Absolute { value: 3, reached });
         let counter = taken.iter().find(|e| matches!(e.update, Update::Increment { .. })).unwrap();
         assert_eq!(counter.update, Update::Increment { delta: 3 });
@@ -210,11 +219,10 @@ mod tests {
         let config = parse("f", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap();
         let buffer = EventBuffer::new(150);
         let ns: Arc<str> = "test".into();
-        let login = || update::for_login(&config, now());
-        buffer.record(&"a".into(), &ns, login(), now(), Duration::ZERO).await.unwrap();
+        buffer.record(&"a".into(), &ns, login(&config), now(), Duration::ZERO).await.unwrap();
         // Same keys again: coalesces, needs no space.
-        buffer.record(&"a".into(), &ns, login(), now(), Duration::ZERO).await.unwrap();
-        let refused = buffer.record(&"b".into(), &ns, login(), now(), Duration::from_millis(1)).await;
+        buffer.record(&"a".into(), &ns, login(&config), now(), Duration::ZERO).await.unwrap();
+        let refused = buffer.record(&"b".into(), &ns, login(&config), now(), Duration::from_millis(1)).await;
         assert_eq!(refused, Err(BufferFull { limit: 150 }));
         assert_eq!(buffer.len(), 100, "nothing of the refused event was buffered");
     }
@@ -224,11 +232,11 @@ mod tests {
         let config = Arc::new(parse("f", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap());
         let buffer = Arc::new(EventBuffer::new(150));
         let ns: Arc<str> = "test".into();
-        buffer.record(&"a".into(), &ns, update::for_login(&config, now()), now(), Duration::ZERO).await.unwrap();
+        buffer.record(&"a".into(), &ns, login(&config), now(), Duration::ZERO).await.unwrap();
         let waiter = {
             let (buffer, config, ns) = (buffer.clone(), config.clone(), ns.clone());
             tokio::spawn(async move {
-                buffer.record(&"b".into(), &ns, update::for_login(&config, now()), now(), Duration::from_secs(30)).await
+                buffer.record(&"b".into(), &ns, login(&config), now(), Duration::from_secs(30)).await
             })
         };
         buffer.flush_wanted.notified().await; // the waiter asked for a flush

@@ -1,8 +1,15 @@
 //! The background flusher: every interval (or sooner, when the buffer asks) it takes the
-//! buffer and writes it through the [`ProgressStore`] in chunks. A chunk that fails stays in hand
-//! and is retried with backoff before anything newer is written, so the database sees the events'
-//! effects in order and an outage loses nothing. At shutdown it flushes until the buffer is empty.
+//! buffer and writes it through the [`ProgressStore`] in chunks, each with an id that stays with
+//! it across retries, so a chunk whose commit succeeded but whose reply was lost is not applied
+//! twice. A chunk that fails stays in hand and is retried with backoff before anything newer is
+//! written, so the database sees the events' effects in order and an outage loses nothing.
+//!
+//! A chunk the database refuses for its data (a value out of range, a constraint) is split in
+//! halves until the row at fault stands alone; that row is logged with its key, counted in
+//! `event_flush_rejected_rows_total` and set aside, and every other row is written. At shutdown
+//! it flushes until the buffer is empty.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +17,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
 use super::buffer::{Entry, EventBuffer};
-use super::store::ProgressStore;
+use super::store::{Applied, ProgressStore, StoreError};
 use crate::metrics::register;
 
 /// How the flusher behaves.
@@ -38,6 +45,8 @@ pub struct FlushMetrics {
     duration: Histogram,
     rows: Histogram,
     failures: IntCounter,
+    rejected_rows: IntCounter,
+    already_applied: IntCounter,
 }
 
 impl FlushMetrics {
@@ -69,22 +78,39 @@ impl FlushMetrics {
                 IntCounter::new("event_buffer_flush_failures_total", "Flush attempts that failed and will be retried")
                     .expect("valid"),
             ),
+            rejected_rows: register(
+                registry,
+                IntCounter::new(
+                    "event_flush_rejected_rows_total",
+                    "Rows the database refused for their data, isolated and set aside",
+                )
+                .expect("valid"),
+            ),
+            already_applied: register(
+                registry,
+                IntCounter::new(
+                    "event_flush_batches_already_applied_total",
+                    "Retried batches found committed by an earlier attempt (not applied again)",
+                )
+                .expect("valid"),
+            ),
         }
     }
 }
 
 /// Runs the flusher until `shutdown` fires, then flushes what is left.
 pub async fn run<S: ProgressStore>(
-    buffer: Arc<EventBuffer>,
+    buffer: Arc<EventBuffer<S::Update>>,
     store: Arc<S>,
     settings: FlushSettings,
     metrics: FlushMetrics,
     shutdown: CancellationToken,
 ) {
-    let mut flusher = Flusher { buffer, store, settings, metrics, in_hand: Vec::new() };
+    let mut flusher = Flusher { buffer, store, settings, metrics, in_hand: VecDeque::new() };
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backoff = Backoff::new();
+    let mut last_pruned = Instant::now();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -98,41 +124,78 @@ pub async fn run<S: ProgressStore>(
             }
         }
         backoff = Backoff::new();
+        if last_pruned.elapsed() >= PRUNE_EVERY {
+            last_pruned = Instant::now();
+            if let Err(e) = flusher.store.forget_old_batches().await {
+                tracing::warn!(error = %e, "could not forget old batch ids; trying again later");
+            }
+        }
     }
     flusher.drain(settings.shutdown_timeout).await;
 }
 
-struct Flusher<S> {
-    buffer: Arc<EventBuffer>,
+/// How often the ids of long-applied batches are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Rows written together, under one id for all their attempts.
+struct Chunk<U> {
+    id: i64,
+    entries: Vec<Entry<U>>,
+}
+
+impl<U> Chunk<U> {
+    fn new(entries: Vec<Entry<U>>) -> Self {
+        Self { id: rand::random(), entries }
+    }
+}
+
+struct Flusher<S: ProgressStore> {
+    buffer: Arc<EventBuffer<S::Update>>,
     store: Arc<S>,
     settings: FlushSettings,
     metrics: FlushMetrics,
     /// Taken from the buffer, not yet written (oldest first).
-    in_hand: Vec<Entry>,
+    in_hand: VecDeque<Chunk<S::Update>>,
 }
 
 impl<S: ProgressStore> Flusher<S> {
+    fn unwritten(&self) -> usize {
+        self.in_hand.iter().map(|c| c.entries.len()).sum()
+    }
+
     /// Writes what is in hand, then everything buffered. Err: something is still in hand.
     async fn flush_once(&mut self) -> Result<(), ()> {
         if self.in_hand.is_empty() {
-            self.in_hand = self.buffer.take();
+            let mut taken = self.buffer.take();
+            let size = self.settings.chunk_rows.max(1);
+            while !taken.is_empty() {
+                let rest = taken.split_off(taken.len().min(size));
+                self.in_hand.push_back(Chunk::new(std::mem::replace(&mut taken, rest)));
+            }
         }
         self.metrics.buffer_size.set(i64::try_from(self.buffer.len()).unwrap_or(i64::MAX));
         if self.in_hand.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
-        let rows = self.in_hand.len();
-        while !self.in_hand.is_empty() {
-            let chunk = self.in_hand.len().min(self.settings.chunk_rows.max(1));
-            match self.store.apply(&self.in_hand[..chunk]).await {
-                Ok(()) => {
-                    self.in_hand.drain(..chunk);
-                    self.buffer.set_in_flight(self.in_hand.len());
+        let rows = self.unwritten();
+        while let Some(chunk) = self.in_hand.front() {
+            match self.store.apply(chunk.id, &chunk.entries).await {
+                Ok(applied) => {
+                    if applied == Applied::AlreadyApplied {
+                        self.metrics.already_applied.inc();
+                        tracing::info!(
+                            batch = chunk.id,
+                            "batch found committed by an earlier attempt; not applied again"
+                        );
+                    }
+                    self.in_hand.pop_front();
+                    self.buffer.set_in_flight(self.unwritten());
                 }
+                Err(StoreError::Rejected(e)) => self.isolate(&e),
                 Err(e) => {
                     self.metrics.failures.inc();
-                    tracing::warn!(error = %e, unwritten = self.in_hand.len(), "flush failed; keeping the batch and retrying");
+                    tracing::warn!(error = %e, unwritten = self.unwritten(), "flush failed; keeping the batch and retrying");
                     return Err(());
                 }
             }
@@ -142,6 +205,29 @@ impl<S: ProgressStore> Flusher<S> {
         self.metrics.buffer_size.set(i64::try_from(self.buffer.len()).unwrap_or(i64::MAX));
         tracing::debug!(rows, elapsed = ?started.elapsed(), "flushed");
         Ok(())
+    }
+
+    /// The front chunk was refused for its data (and rolled back): split it, or set aside the
+    /// single row at fault.
+    fn isolate(&mut self, error: &sqlx::Error) {
+        let Some(mut chunk) = self.in_hand.pop_front() else { return };
+        if chunk.entries.len() > 1 {
+            let second = chunk.entries.split_off(chunk.entries.len() / 2);
+            self.in_hand.push_front(Chunk::new(second));
+            self.in_hand.push_front(Chunk::new(chunk.entries));
+            return;
+        }
+        for entry in chunk.entries {
+            self.metrics.rejected_rows.inc();
+            tracing::error!(
+                user_id = %entry.user_id,
+                key = self.store.key_name(entry.key),
+                update = ?entry.update,
+                %error,
+                "the database refused this row; it is set aside so every other row is written"
+            );
+        }
+        self.buffer.set_in_flight(self.unwritten());
     }
 
     /// Flushes until nothing is buffered, retrying failures until `timeout`.

@@ -1,5 +1,11 @@
 //! The two `OnMessage` services the platform calls. Each call validates its event, turns it into
-//! per-goal updates, buffers them and returns; the flusher does the database work.
+//! the store's updates, buffers them and returns; the flusher does the database work.
+//!
+//! Validation at the door: what the database could not store, or no goal could use, is refused
+//! with `INVALID_ARGUMENT` and the reason (a missing user id, an id longer than the schema's 100
+//! characters or with a control character, a non-finite value or one beyond ±2^53), so no
+//! accepted event can make a flush fail. Values within range are clamped where the schema needs
+//! it (progress is an `int`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +19,9 @@ use proto::statistic::statistic_stat_item_updated_service_server::StatisticStatI
 use tonic::{Request, Response, Status};
 
 use super::buffer::EventBuffer;
-use super::update::{self, StatValues};
-use crate::challenges::ChallengeConfig;
+use super::store::ProgressStore;
+use super::update::{MAX_EVENT_VALUE, StatValues};
+use crate::challenges::MAX_ID_CHARS;
 use crate::metrics::register;
 
 /// `events_*` metrics.
@@ -64,28 +71,41 @@ impl EventMetrics {
 }
 
 /// Both `OnMessage` services (cheap to clone; one per tonic service).
-#[derive(Debug, Clone)]
-pub struct EventService {
-    config: Arc<ChallengeConfig>,
-    buffer: Arc<EventBuffer>,
+#[derive(Debug)]
+pub struct EventService<S: ProgressStore> {
+    store: Arc<S>,
+    buffer: Arc<EventBuffer<S::Update>>,
     namespace: Arc<str>,
     full_wait: Duration,
     metrics: EventMetrics,
 }
 
+impl<S: ProgressStore> Clone for EventService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            buffer: self.buffer.clone(),
+            namespace: self.namespace.clone(),
+            full_wait: self.full_wait,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
 const LOGIN: &str = "login";
 const STAT: &str = "stat";
 
-impl EventService {
-    /// Handles events for `namespace` into `buffer`; a full buffer is waited on for `full_wait`.
+impl<S: ProgressStore> EventService<S> {
+    /// Handles events for `namespace` into `buffer`, with `store`'s updates; a full buffer is
+    /// waited on for `full_wait`.
     pub fn new(
-        config: Arc<ChallengeConfig>,
-        buffer: Arc<EventBuffer>,
+        store: Arc<S>,
+        buffer: Arc<EventBuffer<S::Update>>,
         namespace: &str,
         full_wait: Duration,
         metrics: EventMetrics,
     ) -> Self {
-        Self { config, buffer, namespace: namespace.into(), full_wait, metrics }
+        Self { store, buffer, namespace: namespace.into(), full_wait, metrics }
     }
 
     /// Common path: namespace filter, then buffer the updates `make` builds.
@@ -94,14 +114,14 @@ impl EventService {
         event_type: &'static str,
         namespace: &str,
         user_id: &str,
-        make: impl FnOnce(&ChallengeConfig, chrono::NaiveDateTime) -> Vec<(crate::challenges::GoalRef, update::Update)>,
+        make: impl FnOnce(&S, chrono::NaiveDateTime) -> Vec<(u32, S::Update)>,
     ) -> Result<Response<()>, Status> {
         if !namespace.is_empty() && namespace != &*self.namespace {
             self.metrics.rejected.with_label_values(&[event_type, "other_namespace"]).inc();
             return Ok(Response::new(()));
         }
         let now = Utc::now().naive_utc();
-        let updates = make(&self.config, now);
+        let updates = make(&self.store, now);
         let user: Arc<str> = user_id.into();
         match self.buffer.record(&user, &self.namespace, updates, now, self.full_wait).await {
             Ok(()) => {
@@ -125,8 +145,31 @@ fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
     candidates.iter().copied().find(|s| !s.is_empty()).unwrap_or("")
 }
 
+/// Why an id from an event cannot be stored, if it cannot.
+fn check_id(field: &str, value: &str) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Err(format!("{field} has {chars} characters; at most {MAX_ID_CHARS} are stored"));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("{field} contains the control character U+{:04X}", u32::from(c)));
+    }
+    Ok(())
+}
+
+/// Why a stat value cannot be used, if it cannot.
+fn check_value(field: &str, value: f64) -> Result<(), String> {
+    if !value.is_finite() {
+        return Err(format!("{field} is {value}; a finite number is required"));
+    }
+    if value.abs() > MAX_EVENT_VALUE {
+        return Err(format!("{field} is {value:e}, out of range (at most ±2^53)"));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
-impl UserAuthenticationUserLoggedInService for EventService {
+impl<S: ProgressStore> UserAuthenticationUserLoggedInService for EventService<S> {
     async fn on_message(&self, request: Request<UserLoggedIn>) -> Result<Response<()>, Status> {
         let started = Instant::now();
         self.metrics.received.with_label_values(&[LOGIN]).inc();
@@ -136,15 +179,18 @@ impl UserAuthenticationUserLoggedInService for EventService {
         if user_id.is_empty() {
             return Err(self.invalid(LOGIN, "login event has no user id (user_id or payload.user_account.user_id)"));
         }
+        if let Err(reason) = check_id("login event: user id", user_id) {
+            return Err(self.invalid(LOGIN, &reason));
+        }
         let namespace = first_non_empty(&[&event.namespace, account.map_or("", |a| a.namespace.as_str())]);
-        let result = self.accept(LOGIN, namespace, user_id, update::for_login).await;
+        let result = self.accept(LOGIN, namespace, user_id, |store, now| store.login_updates(now)).await;
         self.metrics.duration.observe(started.elapsed().as_secs_f64());
         result
     }
 }
 
 #[tonic::async_trait]
-impl StatisticStatItemUpdatedService for EventService {
+impl<S: ProgressStore> StatisticStatItemUpdatedService for EventService<S> {
     async fn on_message(&self, request: Request<StatItemUpdated>) -> Result<Response<()>, Status> {
         let started = Instant::now();
         self.metrics.received.with_label_values(&[STAT]).inc();
@@ -159,11 +205,17 @@ impl StatisticStatItemUpdatedService for EventService {
         if item.stat_code.is_empty() {
             return Err(self.invalid(STAT, "stat event has no stat code (payload.stat_code)"));
         }
+        let checked = check_id("stat event: user id", user_id)
+            .and_then(|()| check_id("stat event: stat code", &item.stat_code))
+            .and_then(|()| check_value("stat event: latest_value", item.latest_value))
+            .and_then(|()| check_value("stat event: inc", item.inc));
+        if let Err(reason) = checked {
+            return Err(self.invalid(STAT, &reason));
+        }
         let namespace = first_non_empty(&[&event.namespace, &item.namespace]);
         let values = StatValues { latest_value: item.latest_value, inc: item.inc };
-        let result = self
-            .accept(STAT, namespace, user_id, |config, now| update::for_stat(config, &item.stat_code, values, now))
-            .await;
+        let result =
+            self.accept(STAT, namespace, user_id, |store, now| store.stat_updates(&item.stat_code, values, now)).await;
         self.metrics.duration.observe(started.elapsed().as_secs_f64());
         result
     }

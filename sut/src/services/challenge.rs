@@ -11,11 +11,13 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::view::ViewTemplate;
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
 use crate::challenges::{self, ChallengeConfig};
 use crate::db::DbSettings;
 use crate::duration::clap_parser as duration;
+use crate::events::store::{Store, StoreKind};
 use crate::metrics::{PoolGauges, admin_router};
 use crate::reward::{RetryPolicy, RewardClient};
 
@@ -46,6 +48,9 @@ pub struct ChallengeServiceSettings {
     /// HS256 shared secret (required with --auth-mode jwt).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// How progress is stored: must match the event handler's --store.
+    #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::PerStat)]
+    pub store: StoreKind,
     /// The namespace this deployment serves; tokens must carry it.
     #[arg(long, env = "NAMESPACE", default_value = "test")]
     pub namespace: String,
@@ -123,6 +128,8 @@ impl ChallengeService {
 
         let registry = Registry::new();
         let state = AppState {
+            store: Store::new(settings.store, pool.clone(), config.clone()),
+            view: Arc::new(ViewTemplate::new(&config)),
             config,
             pool: pool.clone(),
             auth,

@@ -9,8 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use prometheus::Registry;
-use proto::account::user_authentication_user_logged_in_service_server::UserAuthenticationUserLoggedInServiceServer;
-use proto::statistic::statistic_stat_item_updated_service_server::StatisticStatItemUpdatedServiceServer;
+use proto::account::user_authentication_user_logged_in_service_server::{
+    UserAuthenticationUserLoggedInService, UserAuthenticationUserLoggedInServiceServer,
+};
+use proto::statistic::statistic_stat_item_updated_service_server::{
+    StatisticStatItemUpdatedService, StatisticStatItemUpdatedServiceServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +25,7 @@ use crate::duration::clap_parser as duration;
 use crate::events::buffer::EventBuffer;
 use crate::events::flusher::{self, FlushMetrics, FlushSettings};
 use crate::events::grpc::{EventMetrics, EventService};
-use crate::events::store::PgProgressStore;
+use crate::events::store::{PerGoalStore, PerStatStore, ProgressStore, StoreKind};
 use crate::metrics::{PoolGauges, admin_router};
 
 /// `event-handler` settings (flags, or the environment variables shown).
@@ -36,10 +40,14 @@ pub struct EventHandlerSettings {
     /// Events for other namespaces are acknowledged and skipped.
     #[arg(long, env = "NAMESPACE", default_value = "test")]
     pub namespace: String,
+    /// How progress is stored: one row per (user, stat code), or production's row per (user, goal).
+    #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::PerStat)]
+    pub store: StoreKind,
     /// Time between buffer flushes.
     #[arg(long, env = "FLUSH_INTERVAL", default_value = "1s", value_parser = duration)]
     pub flush_interval: Duration,
-    /// Maximum buffered (user, goal) entries; beyond it calls wait, then get RESOURCE_EXHAUSTED.
+    /// Maximum buffered entries, one per (user, stat code) or per (user, goal) by the store; beyond
+    /// it calls wait, then get RESOURCE_EXHAUSTED.
     #[arg(long, env = "BUFFER_LIMIT", default_value_t = 100_000)]
     pub buffer_limit: usize,
     /// How long a call waits for a flush to free buffer space.
@@ -77,13 +85,66 @@ pub struct EventHandler {
     grpc: TcpListener,
     admin: TcpListener,
     admin_router: axum::Router,
-    service: EventService,
-    buffer: Arc<EventBuffer>,
-    store: Arc<PgProgressStore>,
+    layout: Layout,
     flush: FlushSettings,
     flush_metrics: FlushMetrics,
     /// The handler's pool.
     pub pool: sqlx::PgPool,
+}
+
+/// The services, buffer and store of the chosen layout.
+#[derive(Debug)]
+enum Layout {
+    PerGoal(Parts<PerGoalStore>),
+    PerStat(Parts<PerStatStore>),
+}
+
+#[derive(Debug)]
+struct Parts<S: ProgressStore> {
+    service: EventService<S>,
+    buffer: Arc<EventBuffer<S::Update>>,
+    store: Arc<S>,
+}
+
+impl<S: ProgressStore> Parts<S> {
+    fn new(store: S, settings: &EventHandlerSettings, metrics: EventMetrics) -> Self {
+        let store = Arc::new(store);
+        let buffer = Arc::new(EventBuffer::new(settings.buffer_limit));
+        let service =
+            EventService::new(store.clone(), buffer.clone(), &settings.namespace, settings.buffer_full_wait, metrics);
+        Self { service, buffer, store }
+    }
+
+    /// Serves both `OnMessage` services and runs the flusher until `shutdown`; then flushes.
+    async fn serve(
+        self,
+        grpc: TcpListener,
+        flush: FlushSettings,
+        flush_metrics: FlushMetrics,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()>
+    where
+        EventService<S>: UserAuthenticationUserLoggedInService + StatisticStatItemUpdatedService,
+    {
+        let flusher_stop = CancellationToken::new();
+        let flusher = tokio::spawn(flusher::run(
+            self.buffer.clone(),
+            self.store.clone(),
+            flush,
+            flush_metrics,
+            flusher_stop.clone(),
+        ));
+        let served = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(4096))
+            .add_service(UserAuthenticationUserLoggedInServiceServer::new(self.service.clone()))
+            .add_service(StatisticStatItemUpdatedServiceServer::new(self.service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled_owned())
+            .await;
+        // No call can add to the buffer any more: flush it all.
+        flusher_stop.cancel();
+        flusher.await.context("flusher task")?;
+        served.context("gRPC server")
+    }
 }
 
 impl EventHandler {
@@ -106,14 +167,15 @@ impl EventHandler {
         };
         let pool = super::migrated_pool(&db, settings.db_startup_wait).await?;
         let registry = Registry::new();
-        let buffer = Arc::new(EventBuffer::new(settings.buffer_limit));
-        let service = EventService::new(
-            config,
-            buffer.clone(),
-            &settings.namespace,
-            settings.buffer_full_wait,
-            EventMetrics::register(&registry),
-        );
+        let metrics = EventMetrics::register(&registry);
+        let layout = match settings.store {
+            StoreKind::PerGoal => {
+                Layout::PerGoal(Parts::new(PerGoalStore::new(pool.clone(), config), settings, metrics))
+            }
+            StoreKind::PerStat => {
+                Layout::PerStat(Parts::new(PerStatStore::new(pool.clone(), config), settings, metrics))
+            }
+        };
         let flush_metrics = FlushMetrics::register(&registry);
         // The limit beside the size, so a reader of /metrics sees how full the buffer is.
         crate::metrics::register(
@@ -128,9 +190,7 @@ impl EventHandler {
             grpc,
             admin,
             admin_router,
-            service,
-            buffer,
-            store: Arc::new(PgProgressStore::new(pool.clone())),
+            layout,
             flush: FlushSettings {
                 interval: settings.flush_interval,
                 chunk_rows: settings.flush_chunk_rows,
@@ -151,36 +211,19 @@ impl EventHandler {
         super::local_addr(&self.admin)
     }
 
-    /// The buffer (tests watch it).
-    pub fn buffer(&self) -> Arc<EventBuffer> {
-        self.buffer.clone()
-    }
-
     /// Serves until `shutdown` fires: then stops accepting calls, lets in-flight calls finish,
     /// and flushes the whole buffer before returning.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         super::announce_ready("event-handler", &[("grpc", self.grpc_addr()), ("admin", self.admin_addr())]);
-        let flusher_stop = CancellationToken::new();
-        let flusher = tokio::spawn(flusher::run(
-            self.buffer.clone(),
-            self.store.clone(),
-            self.flush,
-            self.flush_metrics.clone(),
-            flusher_stop.clone(),
-        ));
         let admin = tokio::spawn(super::serve_http(self.admin, self.admin_router, shutdown.clone()));
-        let grpc = tonic::transport::Server::builder()
-            .max_concurrent_streams(Some(4096))
-            .add_service(UserAuthenticationUserLoggedInServiceServer::new(self.service.clone()))
-            .add_service(StatisticStatItemUpdatedServiceServer::new(self.service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), shutdown.cancelled_owned())
-            .await;
-        // No call can add to the buffer any more: flush it all.
-        flusher_stop.cancel();
-        flusher.await.context("flusher task")?;
+        let (flush, metrics) = (self.flush, self.flush_metrics);
+        let grpc = match self.layout {
+            Layout::PerGoal(parts) => parts.serve(self.grpc, flush, metrics, shutdown).await,
+            Layout::PerStat(parts) => parts.serve(self.grpc, flush, metrics, shutdown).await,
+        };
         let admin = admin.await.context("admin task")?;
         self.pool.close().await;
-        grpc.context("gRPC server")?;
+        grpc?;
         admin.context("admin server")?;
         Ok(())
     }

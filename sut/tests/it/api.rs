@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use sut::events::store::StoreKind;
 use sut::pg::PgCluster;
 use sut::reward::Latency;
 use sut::services::challenge::AuthMode;
@@ -28,7 +29,8 @@ fn assert_error_body(body: &Value, code: i64) {
 
 #[tokio::test]
 async fn get_merges_configuration_with_stored_progress() {
-    let app = spawn_app(AppOptions::default()).await;
+    // Rows in progress are production's layout (the per-stat layout derives them from stat rows).
+    let app = spawn_app(AppOptions { store: StoreKind::PerGoal, ..AppOptions::default() }).await;
     app.put_row("alice", GOAL, 7, "in_progress").await;
     app.put_row("alice", "challenge-003-goal-01", 1, "completed").await;
     app.put_row("bob", GOAL, 999, "claimed").await;
@@ -265,4 +267,44 @@ async fn a_stopped_database_gives_503_promptly_and_the_service_recovers() {
     cluster.start_server().expect("start PostgreSQL again");
     wait_for_health(&app, StatusCode::OK).await;
     assert_eq!(app.get_challenges("alice").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn per_stat_a_goal_completed_without_its_row_is_shown_and_claimed_once() {
+    let app = spawn_app(AppOptions { store: StoreKind::PerStat, ..AppOptions::default() }).await;
+    let goal = app.config.goal(GOAL).unwrap().clone();
+    // A stat row that completes the goal, but no goal row: what a goal added to the
+    // configuration after the events sees.
+    let value = goal.target_value.max(50);
+    sqlx::query(
+        "INSERT INTO user_stat_progress (user_id, stat_code, namespace, latest_value, max_value, total, day_count, \
+         last_day, first_event_at, updated_at) VALUES ('alice', $1, 'test', $2, $2, $2, $2, current_date, now(), now())",
+    )
+    .bind(&goal.stat_code)
+    .bind(value)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let shown = |view: &Value| {
+        view["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["goals"].as_array().unwrap())
+            .find(|g| g["goalId"] == GOAL)
+            .unwrap()
+            .clone()
+    };
+    let before = shown(&body(app.get_challenges("alice").await).await);
+    assert_eq!(before["status"], "completed", "{before}");
+    assert!(before["completedAt"].as_str().is_some_and(|t| !t.is_empty()), "{before}");
+    assert_eq!(app.status_of("alice", GOAL).await, None, "no goal row yet");
+
+    let claims = futures::future::join_all((0..10).map(|_| app.claim("alice", CHALLENGE, GOAL))).await;
+    let mut statuses: Vec<u16> = claims.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(app.mock.requests.load(Ordering::SeqCst), 1, "one grant");
+    let after = shown(&body(app.get_challenges("alice").await).await);
+    assert_eq!((after["status"].as_str(), after["progress"].as_i64()), (Some("claimed"), Some(i64::from(value))));
 }

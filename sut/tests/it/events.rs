@@ -1,8 +1,8 @@
-//! The event handler over real gRPC against a real PostgreSQL (SPEC §1, §5). The oracle is a
-//! model that applies the same events one by one, written independently of the buffer/MERGE
-//! path it checks.
+//! The event handler over real gRPC against a real PostgreSQL (SPEC §1, §5), for both store
+//! layouts. The oracle is a model that applies the same events one by one, written independently
+//! of the buffer and store it checks, and compared with what the store reads back for every goal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 use sut::challenges::{self, ChallengeConfig, GoalType};
+use sut::events::store::{Store, StoreKind, UserProgress};
 use sut::pg::PgCluster;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -22,6 +23,49 @@ use tonic::transport::Channel;
 use crate::helpers::{
     NAMESPACE, fresh_database, fresh_database_on, handler_settings, spawn_handler, test_cluster_options,
 };
+
+/// Runs each named test body (an `async fn(StoreKind)`) once per store layout.
+macro_rules! for_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn per_stat() {
+                super::$name(sut::events::store::StoreKind::PerStat).await
+            }
+            #[tokio::test]
+            async fn per_goal() {
+                super::$name(sut::events::store::StoreKind::PerGoal).await
+            }
+        }
+    )*};
+}
+
+for_both_stores!(
+    random_streams_from_500_concurrent_callers_match_the_sequential_model,
+    five_hundred_concurrent_logins_of_one_user_all_count,
+    invalid_events_are_rejected_and_other_namespaces_skipped,
+    a_database_outage_of_ten_seconds_loses_no_accepted_event,
+    a_full_buffer_answers_resource_exhausted_and_loses_no_accepted_event,
+    shutdown_flushes_everything_buffered,
+);
+
+/// What `store` reads back for `user`.
+pub(crate) async fn progress_of(
+    pool: &PgPool,
+    config: &Arc<ChallengeConfig>,
+    store: StoreKind,
+    user: &str,
+) -> UserProgress {
+    Store::new(store, pool.clone(), config.clone()).user_progress(user).await.expect("read progress")
+}
+
+/// Users with any stored row, in either layout's tables.
+async fn stored_users(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT user_id FROM user_goal_progress UNION SELECT user_id FROM user_stat_progress")
+        .fetch_all(pool)
+        .await
+        .expect("read users")
+}
 
 /// A small configuration with every goal type on both sources, low targets so goals complete.
 const TEST_CONFIG: &str = r#"{"challenges":[{"id":"c1","name":"C1","goals":[
@@ -36,12 +80,12 @@ const TEST_CONFIG: &str = r#"{"challenges":[{"id":"c1","name":"C1","goals":[
  {"id":"wins-daily","name":"n","type":"daily","event_source":"statistic","requirement":{"stat_code":"wins","target_value":1},"reward":{"type":"WALLET","reward_id":"GOLD","quantity":5}},
  {"id":"wins-inc","name":"n","type":"increment","event_source":"statistic","requirement":{"stat_code":"wins","target_value":20},"reward":{"type":"WALLET","reward_id":"GOLD","quantity":5},"prerequisites":["wins-abs"]}]}]}"#;
 
-fn test_config() -> Arc<ChallengeConfig> {
+pub(crate) fn test_config() -> Arc<ChallengeConfig> {
     Arc::new(challenges::parse("test-config", TEST_CONFIG, false).expect("test config is valid"))
 }
 
 #[derive(Debug, Clone)]
-enum Event {
+pub(crate) enum Event {
     Login { user: String },
     Stat { user: String, code: &'static str, value: f64, inc: f64 },
 }
@@ -57,17 +101,17 @@ fn random_event(rng: &mut StdRng, user: &str) -> Event {
 }
 
 #[derive(Clone)]
-struct Clients {
-    login: LoginClient<Channel>,
-    stat: StatClient<Channel>,
+pub(crate) struct Clients {
+    pub(crate) login: LoginClient<Channel>,
+    pub(crate) stat: StatClient<Channel>,
 }
 
-async fn connect(url: &str) -> Clients {
+pub(crate) async fn connect(url: &str) -> Clients {
     let channel = Channel::from_shared(url.to_owned()).unwrap().connect().await.expect("connect to the event handler");
     Clients { login: LoginClient::new(channel.clone()), stat: StatClient::new(channel) }
 }
 
-async fn send(clients: &mut Clients, event: &Event) -> Result<(), tonic::Status> {
+pub(crate) async fn send(clients: &mut Clients, event: &Event) -> Result<(), tonic::Status> {
     match event {
         Event::Login { user } => clients
             .login
@@ -111,13 +155,13 @@ struct Row {
 }
 
 /// Applies events one at a time, straight from SPEC §1.
-struct Model {
+pub(crate) struct Model {
     config: Arc<ChallengeConfig>,
     rows: HashMap<(String, String), Row>,
 }
 
 impl Model {
-    fn new(config: Arc<ChallengeConfig>) -> Self {
+    pub(crate) fn new(config: Arc<ChallengeConfig>) -> Self {
         Self { config, rows: HashMap::new() }
     }
 
@@ -125,7 +169,7 @@ impl Model {
         self.rows.insert((user.into(), goal.into()), Row { progress, status: "claimed", last_day: None });
     }
 
-    fn apply(&mut self, event: &Event, today: NaiveDate) {
+    pub(crate) fn apply(&mut self, event: &Event, today: NaiveDate) {
         let config = self.config.clone();
         for goal in config.challenges().iter().flat_map(|c| &c.goals) {
             let (user, effect) = match event {
@@ -187,32 +231,28 @@ impl Model {
         }
     }
 
-    async fn assert_matches(&self, pool: &PgPool) {
-        let stored: Vec<(String, String, i32, String, bool)> = sqlx::query_as(
-            "SELECT user_id, goal_id, progress, status, completed_at IS NOT NULL FROM user_goal_progress",
-        )
-        .fetch_all(pool)
-        .await
-        .expect("read the table");
+    /// Every goal of every user the model or the database knows, as the store reads it back.
+    pub(crate) async fn assert_matches(&self, pool: &PgPool, store: StoreKind) {
+        let mut users: BTreeSet<String> = self.rows.keys().map(|(user, _)| user.clone()).collect();
+        users.extend(stored_users(pool).await);
         let mut mismatches = Vec::new();
-        for (user, goal, progress, status, has_completed_at) in &stored {
-            match self.rows.get(&(user.clone(), goal.clone())) {
-                None => mismatches.push(format!("unexpected row {user}/{goal}")),
-                Some(row) => {
-                    if i64::from(*progress) != row.progress || status != row.status {
-                        mismatches.push(format!(
-                            "{user}/{goal}: stored {progress} {status}, model {} {}",
-                            row.progress, row.status
-                        ));
-                    }
-                    if *has_completed_at != matches!(row.status, "completed" | "claimed") {
-                        mismatches.push(format!("{user}/{goal}: completed_at set = {has_completed_at} for {status}"));
-                    }
+        for user in &users {
+            let stored = progress_of(pool, &self.config, store, user).await;
+            for goal in self.config.goal_refs() {
+                let id = &goal.goal.id;
+                let (progress, status) =
+                    self.rows.get(&(user.clone(), id.clone())).map_or((0, "not_started"), |r| (r.progress, r.status));
+                let got = stored.get(goal.index);
+                let (got_progress, got_status) = got.map_or((0, "not_started"), |g| (g.progress, g.status.as_str()));
+                if i64::from(got_progress) != progress || got_status != status {
+                    mismatches
+                        .push(format!("{user}/{id}: stored {got_progress} {got_status}, model {progress} {status}"));
+                }
+                let has_completed_at = got.is_some_and(|g| g.completed_at.is_some());
+                if has_completed_at != matches!(status, "completed" | "claimed") {
+                    mismatches.push(format!("{user}/{id}: completed_at set = {has_completed_at} for {got_status}"));
                 }
             }
-        }
-        if stored.len() != self.rows.len() {
-            mismatches.push(format!("{} rows stored, model has {}", stored.len(), self.rows.len()));
         }
         assert!(
             mismatches.is_empty(),
@@ -223,7 +263,7 @@ impl Model {
     }
 }
 
-fn metric_value(text: &str, name: &str) -> f64 {
+pub(crate) fn metric_value(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
@@ -238,7 +278,7 @@ enum Effect {
 
 /// `callers` concurrent callers, each owning its users and sending their events in order, so
 /// per-user order (which absolute values depend on) is defined. Returns the accepted events.
-async fn stream(
+pub(crate) async fn stream(
     url: &str,
     callers: usize,
     per_caller: usize,
@@ -263,7 +303,7 @@ async fn stream(
     futures::future::join_all(tasks).await.into_iter().map(|r| r.expect("caller task")).collect()
 }
 
-fn model_of(config: Arc<ChallengeConfig>, sent: &[Vec<(Event, Result<(), Code>)>]) -> Model {
+pub(crate) fn model_of(config: Arc<ChallengeConfig>, sent: &[Vec<(Event, Result<(), Code>)>]) -> Model {
     let today = Utc::now().date_naive();
     let mut model = Model::new(config);
     for caller in sent {
@@ -276,12 +316,11 @@ fn model_of(config: Arc<ChallengeConfig>, sent: &[Vec<(Event, Result<(), Code>)>
     model
 }
 
-#[tokio::test]
-async fn random_streams_from_500_concurrent_callers_match_the_sequential_model() {
+async fn random_streams_from_500_concurrent_callers_match_the_sequential_model(store: StoreKind) {
     for seed in 1..=3 {
         let database = fresh_database().await;
         let config = test_config();
-        let handler = spawn_handler(&handler_settings(&database), config.clone()).await;
+        let handler = spawn_handler(&handler_settings(&database, store), config.clone()).await;
         let pool = PgPool::connect(&database).await.unwrap();
         // Some rows are claimed already: events must never touch them.
         let mut model = Model::new(config.clone());
@@ -309,14 +348,14 @@ async fn random_streams_from_500_concurrent_callers_match_the_sequential_model()
         for (event, _) in sent.iter().flatten() {
             model.apply(event, today);
         }
-        model.assert_matches(&pool).await;
+        model.assert_matches(&pool, store).await;
     }
 }
 
-#[tokio::test]
-async fn five_hundred_concurrent_logins_of_one_user_all_count() {
+async fn five_hundred_concurrent_logins_of_one_user_all_count(store: StoreKind) {
     let database = fresh_database().await;
-    let handler = spawn_handler(&handler_settings(&database), test_config()).await;
+    let config = test_config();
+    let handler = spawn_handler(&handler_settings(&database, store), config.clone()).await;
     let clients = connect(&handler.grpc_url).await;
     let calls = (0..500).map(|_| {
         let mut clients = clients.clone();
@@ -326,25 +365,20 @@ async fn five_hundred_concurrent_logins_of_one_user_all_count() {
     assert!(results.iter().all(Result::is_ok));
     handler.stop().await;
     let pool = PgPool::connect(&database).await.unwrap();
-    let rows: HashMap<String, (i32, String)> = sqlx::query_as::<_, (String, i32, String)>(
-        "SELECT goal_id, progress, status FROM user_goal_progress WHERE user_id = 'hot-user'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|(g, p, s)| (g, (p, s)))
-    .collect();
-    assert_eq!(rows["login-inc"], (500, "completed".into()));
-    assert_eq!(rows["login-daily"], (1, "completed".into()));
-    assert_eq!(rows["login-daily-inc"], (1, "in_progress".into()), "counts once per UTC day");
-    assert_eq!(rows.len(), 3);
+    let stored = progress_of(&pool, &config, store, "hot-user").await;
+    let goal = |id: &str| {
+        let g = stored.get(config.goal_position(id).unwrap()).copied();
+        g.map_or((0, "not_started"), |g| (g.progress, g.status.as_str()))
+    };
+    assert_eq!(goal("login-inc"), (500, "completed"));
+    assert_eq!(goal("login-daily"), (1, "completed"));
+    assert_eq!(goal("login-daily-inc"), (1, "in_progress"), "counts once per UTC day");
+    assert_eq!(goal("wins-abs"), (0, "not_started"));
 }
 
-#[tokio::test]
-async fn invalid_events_are_rejected_and_other_namespaces_skipped() {
+async fn invalid_events_are_rejected_and_other_namespaces_skipped(store: StoreKind) {
     let database = fresh_database().await;
-    let handler = spawn_handler(&handler_settings(&database), test_config()).await;
+    let handler = spawn_handler(&handler_settings(&database, store), test_config()).await;
     let mut clients = connect(&handler.grpc_url).await;
     let no_user = clients.login.on_message(UserLoggedIn { namespace: NAMESPACE.into(), ..Default::default() }).await;
     assert_eq!(no_user.unwrap_err().code(), Code::InvalidArgument);
@@ -368,16 +402,14 @@ async fn invalid_events_are_rejected_and_other_namespaces_skipped() {
     assert!(elsewhere.is_ok(), "acknowledged");
     handler.stop().await;
     let pool = PgPool::connect(&database).await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM user_goal_progress").fetch_one(&pool).await.unwrap();
-    assert_eq!(count, 0, "nothing was written for rejected or skipped events");
+    assert!(stored_users(&pool).await.is_empty(), "nothing was written for rejected or skipped events");
 }
 
-#[tokio::test]
-async fn a_database_outage_of_ten_seconds_loses_no_accepted_event() {
+async fn a_database_outage_of_ten_seconds_loses_no_accepted_event(store: StoreKind) {
     let cluster = PgCluster::start(&test_cluster_options()).expect("own cluster");
     let database = fresh_database_on(&cluster.url("postgres")).await;
     let config = test_config();
-    let handler = spawn_handler(&handler_settings(&database), config.clone()).await;
+    let handler = spawn_handler(&handler_settings(&database, store), config.clone()).await;
     let url = handler.grpc_url.clone();
     // Stream for the whole outage: 50 callers, 20 events/s each, about 16 s.
     let streaming = tokio::spawn(async move {
@@ -412,14 +444,13 @@ async fn a_database_outage_of_ten_seconds_loses_no_accepted_event() {
     let accepted = sent.iter().flatten().filter(|(_, o)| o.is_ok()).count();
     assert!(accepted > 10_000, "most events were accepted during the outage: {accepted}");
     let pool = PgPool::connect(&database).await.unwrap();
-    model_of(config, &sent).assert_matches(&pool).await;
+    model_of(config, &sent).assert_matches(&pool, store).await;
 }
 
-#[tokio::test]
-async fn a_full_buffer_answers_resource_exhausted_and_loses_no_accepted_event() {
+async fn a_full_buffer_answers_resource_exhausted_and_loses_no_accepted_event(store: StoreKind) {
     let database = fresh_database().await;
     let config = test_config();
-    let mut settings = handler_settings(&database);
+    let mut settings = handler_settings(&database, store);
     settings.buffer_limit = 40;
     settings.buffer_full_wait = Duration::ZERO;
     settings.flush_interval = Duration::from_secs(3600); // only "buffer full" triggers flushes
@@ -432,28 +463,26 @@ async fn a_full_buffer_answers_resource_exhausted_and_loses_no_accepted_event() 
     assert!(exhausted > 0, "a 40-entry buffer must push back");
     assert_eq!(other_errors, 0);
     let pool = PgPool::connect(&database).await.unwrap();
-    model_of(config, &sent).assert_matches(&pool).await;
+    model_of(config, &sent).assert_matches(&pool, store).await;
 }
 
-#[tokio::test]
-async fn shutdown_flushes_everything_buffered() {
+async fn shutdown_flushes_everything_buffered(store: StoreKind) {
     let database = fresh_database().await;
     let config = test_config();
-    let mut settings = handler_settings(&database);
+    let mut settings = handler_settings(&database, store);
     settings.flush_interval = Duration::from_secs(3600);
     let handler = spawn_handler(&settings, config.clone()).await;
     let sent = stream(&handler.grpc_url, 100, 20, 4, 5).await;
     let pool = PgPool::connect(&database).await.unwrap();
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM user_goal_progress").fetch_one(&pool).await.unwrap();
-    assert_eq!(before, 0, "nothing is written before the first flush");
+    assert!(stored_users(&pool).await.is_empty(), "nothing is written before the first flush");
     handler.stop().await;
-    model_of(config, &sent).assert_matches(&pool).await;
+    model_of(config, &sent).assert_matches(&pool, store).await;
 }
 
 #[tokio::test]
 async fn metrics_use_the_plans_names() {
     let database = fresh_database().await;
-    let handler = spawn_handler(&handler_settings(&database), test_config()).await;
+    let handler = spawn_handler(&handler_settings(&database, StoreKind::default()), test_config()).await;
     let mut clients = connect(&handler.grpc_url).await;
     send(&mut clients, &Event::Login { user: "m".into() }).await.unwrap();
     let text = reqwest::get(format!("{}/metrics", handler.admin_url)).await.unwrap().text().await.unwrap();
@@ -464,6 +493,8 @@ async fn metrics_use_the_plans_names() {
         "event_buffer_size",
         "event_buffer_flush_duration_seconds",
         "event_buffer_flush_rows",
+        "event_flush_rejected_rows_total 0",
+        "event_flush_batches_already_applied_total 0",
         "db_pool_connections_active",
         "db_pool_connections_idle",
         "db_pool_connections_max 10",
@@ -476,7 +507,7 @@ async fn metrics_use_the_plans_names() {
 #[tokio::test]
 async fn the_admin_port_serves_a_cpu_flamegraph() {
     let database = fresh_database().await;
-    let handler = spawn_handler(&handler_settings(&database), test_config()).await;
+    let handler = spawn_handler(&handler_settings(&database, StoreKind::default()), test_config()).await;
     let bad = reqwest::get(format!("{}/debug/pprof/profile?seconds=0", handler.admin_url)).await.unwrap();
     assert_eq!(bad.status(), 400);
     // Profiles while events arrive, so the graph has something in it.

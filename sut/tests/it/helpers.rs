@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection, PgPool};
 use sut::challenges::{self, ChallengeConfig, FixtureShape};
+use sut::events::store::StoreKind;
 use sut::pg::{ClusterGuard, ClusterOptions, PgCluster};
 use sut::reward::{Latency, MockStats};
 use sut::services::challenge::{AuthMode, ChallengeService, ChallengeServiceSettings};
@@ -68,6 +69,7 @@ pub struct AppOptions {
     pub reward_backoff: Duration,
     pub auth_mode: AuthMode,
     pub database_url: Option<String>,
+    pub store: StoreKind,
 }
 
 impl Default for AppOptions {
@@ -79,6 +81,7 @@ impl Default for AppOptions {
             reward_backoff: Duration::from_millis(20),
             auth_mode: AuthMode::Jwt,
             database_url: None,
+            store: StoreKind::default(),
         }
     }
 }
@@ -122,6 +125,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         challenges_config: "unused".into(),
         base_path: "/challenge".into(),
         auth_mode: options.auth_mode,
+        store: options.store,
         jwt_secret: Some(SECRET.into()),
         namespace: NAMESPACE.into(),
         reward_platform_url: format!("http://{mock_addr}"),
@@ -191,12 +195,13 @@ impl TestApp {
     }
 }
 
-/// Settings for an event handler on port 0.
-pub fn handler_settings(database_url: &str) -> EventHandlerSettings {
+/// Settings for an event handler on port 0 with the `store` layout.
+pub fn handler_settings(database_url: &str, store: StoreKind) -> EventHandlerSettings {
     EventHandlerSettings {
         database_url: database_url.into(),
         challenges_config: "unused".into(),
         namespace: NAMESPACE.into(),
+        store,
         flush_interval: Duration::from_millis(50),
         buffer_limit: 100_000,
         buffer_full_wait: Duration::from_secs(1),

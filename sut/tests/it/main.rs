@@ -6,4 +6,6 @@
 
 mod api;
 mod events;
+mod flush;
 mod helpers;
+mod proxy;

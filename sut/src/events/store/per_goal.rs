@@ -1,53 +1,30 @@
-//! Where buffered progress is written: the narrow interface the flusher depends on, and its
-//! PostgreSQL implementation for the per-goal `user_goal_progress` layout.
-//!
-//! The layout writes one row per (user, goal), about 100 rows per stat event with the reference
-//! configuration. Another layout only needs to implement [`ProgressStore`].
+//! Production's layout (SPEC §2): one `user_goal_progress` row per (user, goal), written by one
+//! `MERGE` per batch. About 100 rows per stat event with the reference configuration, and the
+//! `MERGE` waits on any row a claim holds locked while it grants the reward: the faithful
+//! bottleneck the harness measures against [`per_stat`](super::per_stat).
 
-use std::future::Future;
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use sqlx::PgPool;
 
-use super::buffer::Entry;
-use super::update::Update;
+use super::{Applied, GoalProgress, ProgressStore, StoreError, UserProgress, batch};
+use crate::challenges::ChallengeConfig;
 use crate::db::ProgressRow;
-
-/// Why a batch was not (wholly) written.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database is unreachable; the batch is intact and should be retried.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    /// Any other failure; the batch is intact (the write is one statement) and may be retried.
-    #[error("write failed: {0}")]
-    Failed(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Failed(error) }
-    }
-}
-
-/// The storage the event handler needs: apply a coalesced batch; read a user's progress.
-pub trait ProgressStore: Send + Sync + 'static {
-    /// Applies `batch` atomically: all of it or none of it.
-    fn apply(&self, batch: &[Entry]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every stored row of `user_id`.
-    fn user_progress(&self, user_id: &str) -> impl Future<Output = Result<Vec<ProgressRow>, StoreError>> + Send;
-}
+use crate::events::buffer::Entry;
+use crate::events::update::{self, StatValues, Update};
 
 /// The per-goal row layout in PostgreSQL.
 #[derive(Debug, Clone)]
-pub struct PgProgressStore {
+pub struct PerGoalStore {
     pool: PgPool,
+    config: Arc<ChallengeConfig>,
 }
 
-impl PgProgressStore {
-    /// A store on `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+impl PerGoalStore {
+    /// A store on `pool` for the goals of `config`.
+    pub fn new(pool: PgPool, config: Arc<ChallengeConfig>) -> Self {
+        Self { pool, config }
     }
 }
 
@@ -120,9 +97,10 @@ struct Columns {
 }
 
 impl Columns {
-    fn from_batch(batch: &[Entry]) -> Self {
+    fn from_batch(config: &ChallengeConfig, batch: &[Entry<Update>]) -> Self {
         let mut c = Columns::default();
         for entry in batch {
+            let goal = &config.goal_refs()[entry.key as usize].goal;
             let (kind, amount, reached, days) = match &entry.update {
                 Update::Absolute { value, reached } => (0, i64::from(*value), *reached, String::new()),
                 Update::Increment { delta } => (1, *delta, false, String::new()),
@@ -133,13 +111,13 @@ impl Columns {
                 }
             };
             c.user_id.push(entry.user_id.to_string());
-            c.goal_id.push(entry.goal.goal.id.clone());
-            c.challenge_id.push(entry.goal.goal.challenge_id.clone());
+            c.goal_id.push(goal.id.clone());
+            c.challenge_id.push(goal.challenge_id.clone());
             c.namespace.push(entry.namespace.to_string());
             c.kind.push(kind);
             c.amount.push(amount);
             c.reached.push(reached);
-            c.target.push(entry.goal.goal.target_value);
+            c.target.push(goal.target_value);
             c.days.push(days);
             c.event_at.push(entry.last_event_at);
         }
@@ -147,12 +125,42 @@ impl Columns {
     }
 }
 
-impl ProgressStore for PgProgressStore {
-    async fn apply(&self, batch: &[Entry]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
+/// A user's progress from their stored rows (rows of goals no longer configured are ignored).
+pub fn progress_from_rows(config: &ChallengeConfig, rows: Vec<ProgressRow>) -> UserProgress {
+    let mut progress = UserProgress::empty(config.goal_count());
+    for ProgressRow { goal_id, progress: value, status, completed_at, claimed_at } in rows {
+        if let Some(index) = config.goal_position(&goal_id) {
+            progress.set(index, GoalProgress { progress: value, status, completed_at, claimed_at });
         }
-        let c = Columns::from_batch(batch);
+    }
+    progress
+}
+
+impl ProgressStore for PerGoalStore {
+    type Update = Update;
+
+    fn config(&self) -> &ChallengeConfig {
+        &self.config
+    }
+
+    fn login_updates(&self, now: NaiveDateTime) -> Vec<(u32, Update)> {
+        update::for_login(&self.config, now).into_iter().map(|(goal, u)| (goal.index, u)).collect()
+    }
+
+    fn stat_updates(&self, stat_code: &str, values: StatValues, now: NaiveDateTime) -> Vec<(u32, Update)> {
+        update::for_stat(&self.config, stat_code, values, now).into_iter().map(|(goal, u)| (goal.index, u)).collect()
+    }
+
+    fn key_name(&self, key: u32) -> &str {
+        self.config.goal_refs().get(key as usize).map_or("?", |g| g.goal.id.as_str())
+    }
+
+    async fn apply(&self, batch_id: i64, batch: &[Entry<Update>]) -> Result<Applied, StoreError> {
+        if batch.is_empty() {
+            return Ok(Applied::Written);
+        }
+        let c = Columns::from_batch(&self.config, batch);
+        let Some(mut tx) = batch::begin(&self.pool, batch_id).await? else { return Ok(Applied::AlreadyApplied) };
         sqlx::query(MERGE_SQL.as_str())
             .bind(c.user_id)
             .bind(c.goal_id)
@@ -164,12 +172,17 @@ impl ProgressStore for PgProgressStore {
             .bind(c.target)
             .bind(c.days)
             .bind(c.event_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(Applied::Written)
     }
 
-    async fn user_progress(&self, user_id: &str) -> Result<Vec<ProgressRow>, StoreError> {
-        Ok(crate::db::user_progress(&self.pool, user_id).await?)
+    async fn user_progress(&self, user_id: &str) -> Result<UserProgress, StoreError> {
+        Ok(progress_from_rows(&self.config, crate::db::user_progress(&self.pool, user_id).await?))
+    }
+
+    async fn forget_old_batches(&self) -> Result<u64, StoreError> {
+        Ok(batch::forget_old(&self.pool).await?)
     }
 }
