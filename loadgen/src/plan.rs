@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
+use sut::events::store::StoreKind;
 
 use crate::engine::StreamPlan;
 use crate::executor::Executor;
@@ -68,6 +69,14 @@ pub struct RunArgs {
     /// Provisioned reward mock latency, e.g. uniform:50ms..200ms.
     #[arg(long)]
     pub reward_latency: Option<String>,
+    /// How the SUT stores progress: passed to a provisioned SUT's services (default per-stat);
+    /// with an external target, recorded as what it runs.
+    #[arg(long, value_enum)]
+    pub store: Option<StoreKind>,
+    /// Provisioned SUT: this many users (user-000001…), each with stored progress before the load
+    /// (20 goals per user in per-goal, 2 stat rows per user in per-stat), tokens minted for all.
+    #[arg(long)]
+    pub seed_users: Option<usize>,
     /// Provisioned reward mock failure rate (0–1).
     #[arg(long)]
     pub reward_failure_rate: Option<f64>,
@@ -202,6 +211,10 @@ pub struct Plan {
     pub observe: ObserveTargets,
     /// How a provisioned SUT runs.
     pub deploy: Deploy,
+    /// The SUT's progress layout, where known.
+    pub store: Option<StoreKind>,
+    /// Users generated and seeded with progress before the load, instead of the users fixture.
+    pub seed_users: Option<usize>,
 }
 
 /// Why the options can't make a plan.
@@ -333,9 +346,19 @@ impl Plan {
                 mock.extend(["--failure-rate".to_owned(), rate.to_string()]);
             }
             service_args.insert("reward-mock".to_owned(), mock);
+            let store = vec!["--store".to_owned(), args.store.unwrap_or_default().to_string()];
+            for service in ["challenge-service", "event-handler"] {
+                service_args.insert(service.to_owned(), store.clone());
+            }
         } else if args.reward_latency.is_some() || args.reward_failure_rate.is_some() {
             return Err(option_error("--reward-latency and --reward-failure-rate apply to a provisioned SUT"));
+        } else if args.seed_users.is_some() {
+            return Err(option_error("--seed-users applies to a provisioned SUT"));
         }
+        if args.seed_users == Some(0) {
+            return Err(option_error("--seed-users must be > 0"));
+        }
+        let store = if target == Target::SelfProvisioned { Some(args.store.unwrap_or_default()) } else { args.store };
         let observe = observe_targets(args, &target)?;
         let root = workspace_root();
         let out =
@@ -355,6 +378,8 @@ impl Plan {
             quiet: args.quiet,
             observe,
             deploy: args.deploy,
+            store,
+            seed_users: args.seed_users,
             scenario,
         })
     }

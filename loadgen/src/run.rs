@@ -293,7 +293,10 @@ type Prepared = (Option<Provisioned>, Arc<Workload>, Endpoints);
 
 /// Sets up or checks the target and builds the workload.
 async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError> {
-    let users = load_users(&plan.users_file)?;
+    let users = match plan.seed_users {
+        Some(count) => sut::challenges::generate_users(count, &plan.namespace).into_iter().map(|u| u.id).collect(),
+        None => load_users(&plan.users_file)?,
+    };
     let (environment, endpoints, auth) = match &plan.target {
         Target::SelfProvisioned => {
             let env = Provisioned::start(&ProvisionSettings {
@@ -310,6 +313,11 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
                 .iter()
                 .map(|u| sut::auth::mint_token(&secret, u, &namespace, plan.duration() + Duration::from_secs(3600)))
                 .collect();
+            if plan.seed_users.is_some()
+                && let Some(url) = &env.endpoints.database_url
+            {
+                seed_users(url, &plan.challenges_file, &users, &plan.namespace, plan.store.unwrap_or_default()).await?;
+            }
             if plan.scenario.seed.completed_fraction > 0.0
                 && let Some(url) = &env.endpoints.database_url
             {
@@ -464,6 +472,29 @@ async fn seed(
     sqlx::query("ANALYZE user_goal_progress").execute(&pool).await.map_err(EnvironmentError::from)?;
     pool.close().await;
     eprintln!("gauntlet: seeded {} completed goals in {:.1}s", rows.rows_affected(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Stores progress for every user in the SUT's layout before the load (`--seed-users`).
+async fn seed_users(
+    database_url: &str,
+    challenges: &Path,
+    users: &[String],
+    namespace: &str,
+    store: sut::events::store::StoreKind,
+) -> Result<(), RunError> {
+    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let pool = sqlx::PgPool::connect(database_url).await.map_err(EnvironmentError::from)?;
+    let started = Instant::now();
+    let rows = sut::events::store::seed::seed_users(&pool, &config, store, users, namespace)
+        .await
+        .map_err(EnvironmentError::from)?;
+    pool.close().await;
+    eprintln!(
+        "gauntlet: seeded {} users ({rows} {store} rows) in {:.1}s",
+        users.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -286,9 +286,11 @@ async fn sample_queries(conn: &mut PgConnection, t_s: u64) -> Result<(Vec<Observ
     rows.push(Observation::new(t_s, COMPONENT, "connections_total", total as f64));
     rows.push(Observation::new(t_s, COMPONENT, "lock_waits", lock_waits as f64));
 
+    // The progress tables of either layout, together.
     let table = sqlx::query(
-        "SELECT n_live_tup, n_dead_tup, pg_total_relation_size(relid) AS size \
-         FROM pg_stat_user_tables WHERE relname = 'user_goal_progress'",
+        "SELECT sum(n_live_tup)::int8, sum(n_dead_tup)::int8, sum(pg_total_relation_size(relid))::int8 \
+         FROM pg_stat_user_tables WHERE relname IN ('user_goal_progress', 'user_stat_progress') \
+         HAVING count(*) > 0",
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -350,6 +352,8 @@ fn is_harness_statement(query: &str) -> bool {
         "explain",
         "analyze user_goal_progress",
         "unnest($1::varchar[]) as u(id)",
+        "unnest($1::varchar[]) with ordinality as u(id, n)",
+        "analyze user_stat_progress",
     ]
     .iter()
     .any(|marker| lower.contains(marker))
@@ -390,9 +394,83 @@ fn shorten(query: &str, limit: usize) -> String {
     }
 }
 
-/// Explains the three key queries for the user with the most rows, in a transaction rolled back
-/// afterwards (ANALYZE runs them).
+/// Explains the three key queries of the layout in use for the user with the most rows, in a
+/// transaction rolled back afterwards (ANALYZE runs them).
 async fn explain_key_queries(conn: &mut PgConnection) -> Result<Vec<ExplainedQuery>, sqlx::Error> {
+    // The per-stat layout is in use when its table holds rows (production's database has none).
+    let per_stat_user: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM user_stat_progress GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .ok()
+    .flatten();
+    match per_stat_user {
+        Some(user) => explain_per_stat(conn, &user).await,
+        None => explain_per_goal(conn).await,
+    }
+}
+
+/// The per-stat layout's read, claim and flush upsert for `user`.
+async fn explain_per_stat(conn: &mut PgConnection, user: &str) -> Result<Vec<ExplainedQuery>, sqlx::Error> {
+    let stats = sqlx::query("SELECT stat_code, namespace FROM user_stat_progress WHERE user_id = $1")
+        .bind(user)
+        .fetch_all(&mut *conn)
+        .await?;
+    let column = |i: usize| stats.iter().map(|r| r.try_get::<String, _>(i)).collect::<Result<Vec<_>, _>>();
+    let (codes, namespaces) = (column(0)?, column(1)?);
+    let goal: Option<String> = sqlx::query_scalar(
+        "SELECT goal_id FROM user_goal_progress WHERE user_id = $1 ORDER BY (status = 'completed') DESC, goal_id LIMIT 1",
+    )
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let n = codes.len();
+    let now = chrono::Utc::now().naive_utc();
+
+    let mut tx = conn.begin().await?;
+    let mut plans = Vec::new();
+    let read = sut::events::store::per_stat::USER_READ_SQL;
+    let plan =
+        plan_text(&sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {read}")).bind(user).fetch_all(&mut *tx).await?);
+    plans.push(ExplainedQuery { name: "progress read".into(), statement: shorten(read, 2000), plan });
+
+    let claim = sut::api::CLAIM_UPDATE_SQL;
+    let plan = plan_text(
+        &sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {claim}"))
+            .bind(user)
+            .bind(goal.as_deref().unwrap_or(""))
+            .bind(now)
+            .bind(Some(1_i32))
+            .fetch_all(&mut *tx)
+            .await?,
+    );
+    plans.push(ExplainedQuery { name: "claim update".into(), statement: claim.into(), plan });
+
+    // One event on each of the user's sources.
+    let upsert = sut::events::store::per_stat::UPSERT_STATS_SQL;
+    let plan = plan_text(
+        &sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {upsert}"))
+            .bind(vec![user.to_owned(); n])
+            .bind(&codes)
+            .bind(&namespaces)
+            .bind(vec![Some(1_i32); n])
+            .bind(vec![Some(1_i32); n])
+            .bind(vec![1_i64; n])
+            .bind(vec![1_i32; n])
+            .bind(vec![Some(now.date()); n])
+            .bind(vec![now; n])
+            .bind(vec![now; n])
+            .fetch_all(&mut *tx)
+            .await?,
+    );
+    plans.push(ExplainedQuery { name: format!("flush upsert ({n} rows)"), statement: shorten(upsert, 2000), plan });
+    tx.rollback().await?;
+    Ok(plans)
+}
+
+/// Production's layout: the read, claim and flush `MERGE` for the user with the most rows.
+async fn explain_per_goal(conn: &mut PgConnection) -> Result<Vec<ExplainedQuery>, sqlx::Error> {
     let user: Option<String> = sqlx::query_scalar(
         "SELECT user_id FROM user_goal_progress GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1",
     )
@@ -430,13 +508,14 @@ async fn explain_key_queries(conn: &mut PgConnection) -> Result<Vec<ExplainedQue
             .bind(&user)
             .bind(&goal_ids[0])
             .bind(now)
+            .bind(None::<i32>)
             .fetch_all(&mut *tx)
             .await?,
     );
     plans.push(ExplainedQuery { name: "claim update".into(), statement: claim.into(), plan });
 
     // One stat event's worth: an increment on each of the user's goals.
-    let merge = sut::events::store::merge_statement();
+    let merge = sut::events::store::per_goal::merge_statement();
     let plan = plan_text(
         &sqlx::query(&format!("EXPLAIN (ANALYZE, BUFFERS) {merge}"))
             .bind(vec![user.clone(); n])
