@@ -5,8 +5,6 @@
 //! changes, so [`ViewTemplate`] renders it to JSON once, at start-up, as one fragment per goal;
 //! a request copies the fragments and writes only the per-user values between them.
 
-use std::fmt::Write as _;
-
 use chrono::{Datelike, NaiveDateTime, SecondsFormat, Timelike};
 use serde::Serialize;
 
@@ -147,36 +145,50 @@ pub fn timestamp(value: Option<NaiveDateTime>) -> String {
     value.map_or_else(String::new, |t| t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
-/// Appends what [`timestamp`] returns, without its allocations.
+/// Appends what [`timestamp`] returns, digit by digit (this runs for up to two timestamps per
+/// goal and request).
 fn write_timestamp(out: &mut Vec<u8>, value: Option<NaiveDateTime>) {
     let Some(t) = value else { return };
     let nanos = t.nanosecond();
-    if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+    let Ok(year) = u32::try_from(t.year()) else {
+        out.extend_from_slice(timestamp(Some(t)).as_bytes());
+        return;
+    };
+    if year > 9999 || nanos >= 1_000_000_000 {
         out.extend_from_slice(timestamp(Some(t)).as_bytes());
         return;
     }
-    let mut text = String::with_capacity(30);
-    let _ = write!(
-        text,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    if nanos != 0 {
-        let _ = if nanos % 1_000_000 == 0 {
-            write!(text, ".{:03}", nanos / 1_000_000)
-        } else if nanos % 1_000 == 0 {
-            write!(text, ".{:06}", nanos / 1_000)
-        } else {
-            write!(text, ".{nanos:09}")
-        };
+    let mut text = [0u8; 30];
+    let mut at = 0;
+    let mut digits = |value: u32, width: u32| {
+        for place in (0..width).rev() {
+            text[at] = b'0' + u8::try_from(value / 10u32.pow(place) % 10).expect("a digit");
+            at += 1;
+        }
+    };
+    digits(year, 4);
+    digits(t.month(), 2);
+    digits(t.day(), 2);
+    digits(t.hour(), 2);
+    digits(t.minute(), 2);
+    digits(t.second(), 2);
+    // AutoSi: no fraction, or the fewest of 3, 6 or 9 digits that hold it exactly.
+    if nanos % 1_000_000 == 0 && nanos != 0 {
+        digits(nanos / 1_000_000, 3);
+    } else if nanos % 1_000 == 0 && nanos != 0 {
+        digits(nanos / 1_000, 6);
+    } else if nanos != 0 {
+        digits(nanos, 9);
     }
-    text.push('Z');
-    out.extend_from_slice(text.as_bytes());
+    let fraction = &text[14..at];
+    let d = &text[..14];
+    out.extend_from_slice(&[d[0], d[1], d[2], d[3], b'-', d[4], d[5], b'-', d[6], d[7], b'T']);
+    out.extend_from_slice(&[d[8], d[9], b':', d[10], d[11], b':', d[12], d[13]]);
+    if !fraction.is_empty() {
+        out.push(b'.');
+        out.extend_from_slice(fraction);
+    }
+    out.push(b'Z');
 }
 
 #[cfg(test)]
