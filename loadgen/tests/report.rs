@@ -157,3 +157,50 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A copy of the fixture whose `run.json` says the SUT ran with `--store store`.
+fn fixture_with_store(parent: &Path, store: &str) -> PathBuf {
+    let dir = parent.join(format!("small-run-{store}"));
+    std::fs::create_dir_all(dir.join("hdr")).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap().chain(std::fs::read_dir(fixture().join("hdr")).unwrap()) {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let relative = path.strip_prefix(fixture()).unwrap();
+            std::fs::copy(&path, dir.join(relative)).unwrap();
+        }
+    }
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    run["plan"]["store"] = store.into();
+    std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn the_tuning_guide_compares_runs_that_differ_in_a_sut_setting() {
+    let scratch = tempfile::tempdir().unwrap();
+    let runs = [fixture_with_store(scratch.path(), "per-stat"), fixture_with_store(scratch.path(), "per-goal")];
+    let out = scratch.path().join("report");
+    report::render(&runs, &out, &Limits::default(), &CapacityModel::default(), report::Formats::All).expect("renders");
+    let md = std::fs::read_to_string(out.join("performance-tuning.md")).unwrap();
+    assert!(md.contains("## SUT settings compared"), "{md}");
+    assert!(md.contains("These runs differ in `--store`"), "{md}");
+    let summary = summary(&fixture());
+    let worst = |a: f64, b: f64| a.max(b);
+    let stat_p95 = format!(
+        "{:.2}",
+        worst(
+            summary.operations["OnMessage stat"].latency_ms.p95,
+            summary.operations["OnMessage login"].latency_ms.p95
+        )
+    );
+    for store in ["per-stat", "per-goal"] {
+        let row = row_with(&md, store);
+        assert!(row[0].starts_with("small-run-"), "{row:?}");
+        assert!(row.contains(&stat_p95.as_str()), "{row:?} shows the worse event p95 {stat_p95}");
+    }
+    // The fixture alone varies nothing.
+    let (_keep, single) = rendered();
+    let md = std::fs::read_to_string(single.join("performance-tuning.md")).unwrap();
+    assert!(!md.contains("SUT settings compared") && md.contains("No run in this set varied a SUT setting"));
+}

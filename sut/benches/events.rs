@@ -73,7 +73,10 @@ fn on_message_of<S: ProgressStore>(group: &mut BenchmarkGroup<'_, WallTime>, lay
 }
 
 fn on_message(c: &mut Criterion) {
-    // OnMessage never touches the database: a pool that never connects will do.
+    // OnMessage never touches the database: a pool that never connects will do (made in a
+    // runtime's context, as sqlx requires).
+    let setup = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _context = setup.enter();
     let pool = || sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap();
     let config = reference();
     let mut group = c.benchmark_group("OnMessage in-process");

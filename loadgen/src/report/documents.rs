@@ -650,7 +650,10 @@ pub fn tuning(runs: &[RunData]) -> Doc {
             ],
         ],
     );
-    doc.p("No run in this set varied a knob; compare runs made with different settings with `loadgen report --compare A B`.");
+    if !super::settings::compare(&mut doc, runs) {
+        doc.p("No run in this set varied a SUT setting: render runs made with different settings together \
+             (`loadgen report A B`) to compare them here, or see regressions with `loadgen report --compare A B`.");
+    }
     doc.h2("Query plans on the run's data");
     for e in &db.explain {
         doc.h3(e.name.clone());

@@ -8,6 +8,7 @@
 //! - [`doc`]: documents as blocks, rendered to HTML and Markdown.
 //! - [`documents`]: the three documents.
 //! - [`compare`]: two runs side by side, regressions marked.
+//! - [`settings`]: runs that differ in a SUT setting, side by side in the Tuning Guide.
 
 pub mod analysis;
 pub mod charts;
@@ -15,6 +16,7 @@ pub mod compare;
 pub mod data;
 pub mod doc;
 pub mod documents;
+pub mod settings;
 
 use std::path::{Path, PathBuf};
 
