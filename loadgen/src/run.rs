@@ -486,9 +486,9 @@ async fn seed_users(
     let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
     let pool = sqlx::PgPool::connect(database_url).await.map_err(EnvironmentError::from)?;
     let started = Instant::now();
-    let rows = sut::events::store::seed::seed_users(&pool, &config, store, users, namespace)
+    let rows = sut::events::store::seed::seed_users(&pool, std::sync::Arc::new(config), store, users, namespace)
         .await
-        .map_err(EnvironmentError::from)?;
+        .map_err(|e| RunError::Fixture(format!("seeding {} users: {e}", users.len())))?;
     pool.close().await;
     eprintln!(
         "gauntlet: seeded {} users ({rows} {store} rows) in {:.1}s",

@@ -302,19 +302,33 @@ fn grpc_outcome<T>(result: Result<Result<T, tonic::Status>, tokio::time::error::
     }
 }
 
-/// `(challengeId, goalId)` of every goal the GET response shows as completed.
+/// `(challengeId, goalId)` of every goal a player could claim from this GET response: shown as
+/// completed, with every prerequisite shown as completed or claimed (a game client offers no
+/// other claim; the SUT answers others with 400).
 pub fn completed_goals(body: &[u8]) -> Vec<(String, String)> {
     let Ok(view) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
-    let mut completed = Vec::new();
-    for challenge in view["challenges"].as_array().into_iter().flatten() {
-        let challenge_id = challenge["challengeId"].as_str().unwrap_or_default();
-        for goal in challenge["goals"].as_array().into_iter().flatten() {
-            if goal["status"] == "completed" {
-                completed.push((challenge_id.to_owned(), goal["goalId"].as_str().unwrap_or_default().to_owned()));
-            }
-        }
-    }
-    completed
+    let goals: Vec<(&str, &serde_json::Value)> = view["challenges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| {
+            let challenge_id = c["challengeId"].as_str().unwrap_or_default();
+            c["goals"].as_array().into_iter().flatten().map(move |g| (challenge_id, g))
+        })
+        .collect();
+    let done: std::collections::HashSet<&str> = goals
+        .iter()
+        .filter(|(_, g)| g["status"] == "completed" || g["status"] == "claimed")
+        .filter_map(|(_, g)| g["goalId"].as_str())
+        .collect();
+    goals
+        .iter()
+        .filter(|(_, g)| g["status"] == "completed")
+        .filter(|(_, g)| {
+            g["prerequisites"].as_array().into_iter().flatten().all(|p| p.as_str().is_some_and(|p| done.contains(p)))
+        })
+        .map(|(challenge_id, g)| ((*challenge_id).to_owned(), g["goalId"].as_str().unwrap_or_default().to_owned()))
+        .collect()
 }
 
 /// The summed progress of every goal on `wins` in a GET response.
@@ -338,8 +352,13 @@ mod tests {
     fn completed_goals_are_read_from_the_response() {
         let body = br#"{"challenges":[{"challengeId":"c1","goals":[
             {"goalId":"g1","status":"completed"},{"goalId":"g2","status":"claimed"},{"goalId":"g3","status":"in_progress"}]},
-            {"challengeId":"c2","goals":[{"goalId":"g4","status":"completed"}]}]}"#;
-        assert_eq!(completed_goals(body), vec![("c1".into(), "g1".into()), ("c2".into(), "g4".into())]);
+            {"challengeId":"c2","goals":[{"goalId":"g4","status":"completed","prerequisites":["g1","g2"]},
+             {"goalId":"g5","status":"completed","prerequisites":["g3"]}]}]}"#;
+        assert_eq!(
+            completed_goals(body),
+            vec![("c1".into(), "g1".into()), ("c2".into(), "g4".into())],
+            "g5's prerequisite g3 is not done"
+        );
         assert!(completed_goals(b"not json").is_empty());
     }
 }

@@ -6,11 +6,15 @@
 //! # Layout
 //!
 //! - [`challenges`]: the challenge configuration (load, validate, index) and the fixtures.
-//! - [`db`]: the pool, migrations and the `user_goal_progress` row.
+//! - [`db`]: the pool, migrations, the `user_goal_progress` row and the classification of
+//!   database errors.
 //! - [`auth`]: HS256 JWT and the mock-user mode.
 //! - [`api`]: the challenge service's REST routes, its errors and the `GET` view.
 //! - [`reward`]: the reward platform client (retries, budget) and the platform mock.
-//! - [`events`]: the event handler: updates, buffer, flusher, store, gRPC services.
+//! - [`events`]: the event handler: gRPC services (validation at the door) → updates → buffer →
+//!   flusher → store, in one of two layouts (`--store per-stat|per-goal`, see
+//!   [`events::store`]); the per-stat rules in [`events::derive`]. The REST API reads progress
+//!   through the same store.
 //! - [`services`]: each service as an application that binds its ports and runs until shut
 //!   down; the binaries in `src/bin` are thin wrappers around them.
 //! - [`profiling`]: the CPU flamegraph endpoint of every admin port.

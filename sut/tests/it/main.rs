@@ -9,3 +9,4 @@ mod events;
 mod flush;
 mod helpers;
 mod proxy;
+mod seed;

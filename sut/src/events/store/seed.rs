@@ -5,12 +5,20 @@
 //! - per-goal: 20 goals per user (spread over the configuration), each with progress between 1
 //!   and its target: `in_progress`, or `completed` where it reached the target;
 //! - per-stat: 2 sources per user, each with a latest value below 100, a total of 1–10 and one
-//!   day; every goal on those sources derives its progress from them.
+//!   day, written through the layout's own flush path (so the goals these values complete get
+//!   their rows, as after real events); every goal on those sources derives its progress from them.
+
+use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use super::StoreKind;
+use super::{PerStatStore, ProgressStore, StoreError, StoreKind};
 use crate::challenges::ChallengeConfig;
+use crate::events::buffer::Entry;
+use crate::events::update::StatDelta;
+
+/// Rows written per transaction by the per-stat seed.
+const CHUNK: usize = 5_000;
 
 /// Goals with progress per user (per-goal).
 pub const GOALS_PER_USER: i32 = 20;
@@ -29,25 +37,15 @@ const PER_GOAL_SQL: &str = "INSERT INTO user_goal_progress \
      CROSS JOIN LATERAL (SELECT LEAST(1 + ((u.n * 31 + k) % g.target), g.target)::int4 AS progress) AS p \
      ON CONFLICT DO NOTHING";
 
-const PER_STAT_SQL: &str = "INSERT INTO user_stat_progress \
-        (user_id, stat_code, namespace, latest_value, max_value, total, day_count, last_day, first_event_at, updated_at) \
-     SELECT u.id, s.code, $3, v.latest, v.latest, 1 + (u.n + k) % 10, 1, (now() AT TIME ZONE 'utc')::date, \
-            now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' \
-     FROM unnest($1::varchar[]) WITH ORDINALITY AS u(id, n) \
-     CROSS JOIN generate_series(0, $5 - 1) AS k \
-     JOIN unnest($2::varchar[]) WITH ORDINALITY AS s(code, i) ON s.i = 1 + (u.n + k * 2) % $4 \
-     CROSS JOIN LATERAL (SELECT CASE WHEN s.code = '' THEN NULL ELSE ((u.n * 13 + k) % 100)::int4 END AS latest) AS v \
-     ON CONFLICT DO NOTHING";
-
 /// Stores progress for `users` in the `kind` layout; returns the rows written.
 pub async fn seed_users(
     pool: &PgPool,
-    config: &ChallengeConfig,
+    config: Arc<ChallengeConfig>,
     kind: StoreKind,
     users: &[String],
     namespace: &str,
-) -> Result<u64, sqlx::Error> {
-    let done = match kind {
+) -> Result<u64, StoreError> {
+    let written = match kind {
         StoreKind::PerGoal => {
             let goals = config.goal_refs();
             let count = i32::try_from(goals.len()).unwrap_or(i32::MAX);
@@ -61,22 +59,57 @@ pub async fn seed_users(
                 .bind(GOALS_PER_USER.min(count))
                 .execute(pool)
                 .await?
+                .rows_affected()
         }
-        StoreKind::PerStat => {
-            let sources = config.sources();
-            let count = i32::try_from(sources.len()).unwrap_or(i32::MAX);
-            sqlx::query(PER_STAT_SQL)
-                .bind(users)
-                .bind(sources.iter().map(|s| &*s.stat_code).collect::<Vec<_>>())
-                .bind(namespace)
-                .bind(count)
-                .bind(SOURCES_PER_USER.min(count))
-                .execute(pool)
-                .await?
-        }
+        StoreKind::PerStat => seed_per_stat(pool, config, users, namespace).await?,
     };
     for table in ["user_goal_progress", "user_stat_progress"] {
         sqlx::query(&format!("ANALYZE {table}")).execute(pool).await?;
     }
-    Ok(done.rows_affected())
+    Ok(written)
+}
+
+async fn seed_per_stat(
+    pool: &PgPool,
+    config: Arc<ChallengeConfig>,
+    users: &[String],
+    namespace: &str,
+) -> Result<u64, StoreError> {
+    let sources = config.sources().len();
+    if sources == 0 {
+        return Ok(0);
+    }
+    let store = PerStatStore::new(pool.clone(), config.clone());
+    let now = super::now();
+    let namespace: Arc<str> = namespace.into();
+    let mut entries = Vec::with_capacity(users.len() * SOURCES_PER_USER as usize);
+    for (n, user) in users.iter().enumerate() {
+        let user: Arc<str> = user.as_str().into();
+        let mut keys: Vec<u32> = (0..SOURCES_PER_USER as usize)
+            .map(|k| u32::try_from((n + 2 * k) % sources).expect("fewer than 4 billion sources"))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for (k, key) in keys.into_iter().enumerate() {
+            let login = config.sources()[key as usize].stat_code.is_empty();
+            let value = (!login).then(|| i32::try_from((n * 13 + k) % 100).expect("below 100"));
+            let update = StatDelta {
+                latest: value,
+                max: value,
+                inc: i64::try_from(1 + (n + k) % 10).expect("below 11"),
+                days: vec![now.date()],
+            };
+            entries.push(Entry {
+                user_id: user.clone(),
+                namespace: namespace.clone(),
+                key,
+                update,
+                last_event_at: now,
+            });
+        }
+    }
+    for chunk in entries.chunks(CHUNK) {
+        store.apply(rand::random(), chunk).await?;
+    }
+    Ok(entries.len() as u64)
 }
