@@ -59,7 +59,7 @@ pub fn compare(doc: &mut Doc, runs: &[RunData]) -> bool {
         "events dropped",
         "API p95 ms",
         "PostgreSQL CPU %",
-        "top statement (mean ms)",
+        "top statement: calls × mean ms",
     ]);
     let mut ordered: Vec<&RunData> = runs.iter().collect();
     ordered.sort_by(|a, b| a.offered_total().total_cmp(&b.offered_total()).then(a.name.cmp(&b.name)));
@@ -82,7 +82,7 @@ pub fn compare(doc: &mut Doc, runs: &[RunData]) -> bool {
                 run.summary.resources.as_ref().and_then(|r| r.components.get("postgres")).map(|c| c.cpu_percent_mean);
             let top = run.summary.database.as_ref().and_then(|d| d.top_statements.first()).map(|s| {
                 let words: String = s.query.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-                format!("`{words}…` ({:.2})", s.mean_ms)
+                format!("`{words}…` {} × {:.2}", s.calls, s.mean_ms)
             });
             let dash = || "–".to_owned();
             let mut row = vec![run.name.clone(), run.level_label()];

@@ -24,22 +24,6 @@ use crate::helpers::{
     NAMESPACE, fresh_database, fresh_database_on, handler_settings, spawn_handler, test_cluster_options,
 };
 
-/// Runs each named test body (an `async fn(StoreKind)`) once per store layout.
-macro_rules! for_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn per_stat() {
-                super::$name(sut::events::store::StoreKind::PerStat).await
-            }
-            #[tokio::test]
-            async fn per_goal() {
-                super::$name(sut::events::store::StoreKind::PerGoal).await
-            }
-        }
-    )*};
-}
-
 for_both_stores!(
     random_streams_from_500_concurrent_callers_match_the_sequential_model,
     five_hundred_concurrent_logins_of_one_user_all_count,

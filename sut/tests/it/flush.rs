@@ -20,21 +20,6 @@ use crate::events::{Event, Model, connect, metric_value, model_of, send, stream,
 use crate::helpers::{AppOptions, NAMESPACE, fresh_database, handler_settings, spawn_app, spawn_handler, token};
 use crate::proxy::CommitReplyDropper;
 
-macro_rules! for_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn per_stat() {
-                super::$name(sut::events::store::StoreKind::PerStat).await
-            }
-            #[tokio::test]
-            async fn per_goal() {
-                super::$name(sut::events::store::StoreKind::PerGoal).await
-            }
-        }
-    )*};
-}
-
 for_both_stores!(
     bad_events_are_refused_at_the_door_and_the_good_ones_around_them_land,
     a_row_the_database_refuses_is_set_aside_and_every_other_row_lands,
