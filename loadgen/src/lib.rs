@@ -12,7 +12,10 @@
 //! - [`executor`]: k6's executors and the arrival schedules of the open model.
 //! - [`threshold`]: k6-style thresholds (`p(95)<200`, `rate<0.01`).
 //! - [`plan`]: command-line options validated into a plan.
-//! - [`environment`]: a self-provisioned PostgreSQL + SUT, or an external target.
+//! - [`environment`]: a self-provisioned PostgreSQL + SUT (`--store` picks its progress layout,
+//!   `--seed-users` stores progress for many users first), or an external target.
+//! - [`docker`]: the SUT as containers through the Docker engine (images, stack, health checks)
+//!   and the container stats sampler.
 //! - [`engine`]: goose users paced by the schedules; [`workload`]: what each operation sends.
 //! - [`recorder`]: HDR histograms per operation, per run and per second.
 //! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
@@ -20,7 +23,8 @@
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
 //! - [`run`]: one run from plan to results.
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
-//! - [`report`]: the three documents and comparisons, from saved results alone.
+//! - [`report`]: the three documents and comparisons (runs that differ in a SUT setting side by
+//!   side), from saved results alone.
 
 pub mod docker;
 pub mod engine;

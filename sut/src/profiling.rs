@@ -59,8 +59,35 @@ fn flamegraph(duration: Duration) -> Result<Vec<u8>, pprof::Error> {
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])
         .build()?;
     std::thread::sleep(duration);
-    let report = guard.report().build()?;
+    render(&guard.report().build()?)
+}
+
+/// The report as a flamegraph SVG; a process that never ran on a CPU while sampled (an idle
+/// service) gets a small SVG saying so rather than an empty answer.
+fn render(report: &pprof::Report) -> Result<Vec<u8>, pprof::Error> {
+    if report.data.is_empty() {
+        let seconds = report.timing.duration.as_secs_f64();
+        return Ok(format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"600\" height=\"40\">\
+             <text x=\"10\" y=\"25\" font-family=\"sans-serif\" font-size=\"14\">\
+             no samples in {seconds:.1} s at {FREQUENCY_HZ} Hz: the process was idle</text></svg>\n"
+        )
+        .into_bytes());
+    }
     let mut svg = Vec::new();
     report.flamegraph(&mut svg)?;
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_without_samples_is_still_a_valid_svg_that_says_so() {
+        let idle = pprof::Report { data: Default::default(), timing: Default::default() };
+        let svg = String::from_utf8(render(&idle).unwrap()).unwrap();
+        assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "{svg:?}");
+        assert!(svg.contains("no samples"), "{svg}");
+    }
 }

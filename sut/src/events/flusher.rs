@@ -166,11 +166,10 @@ impl<S: ProgressStore> Flusher<S> {
     /// Writes what is in hand, then everything buffered. Err: something is still in hand.
     async fn flush_once(&mut self) -> Result<(), ()> {
         if self.in_hand.is_empty() {
-            let mut taken = self.buffer.take();
             let size = self.settings.chunk_rows.max(1);
-            while !taken.is_empty() {
-                let rest = taken.split_off(taken.len().min(size));
-                self.in_hand.push_back(Chunk::new(std::mem::replace(&mut taken, rest)));
+            let mut taken = self.buffer.take().into_iter().peekable();
+            while taken.peek().is_some() {
+                self.in_hand.push_back(Chunk::new(taken.by_ref().take(size).collect()));
             }
         }
         self.metrics.buffer_size.set(i64::try_from(self.buffer.len()).unwrap_or(i64::MAX));
