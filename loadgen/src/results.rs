@@ -40,8 +40,12 @@ impl std::fmt::Debug for ResultsDir {
     }
 }
 
+/// What a results folder's name ends with while it is being written.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
 impl ResultsDir {
-    /// Creates `<path>.partial/`; refuses if `path` already exists.
+    /// Creates `<path>.partial/`; refuses if `path` already exists, or if `<path>.partial` does
+    /// (what an interrupted run left is never mixed into a new one).
     pub fn create(path: &Path) -> std::io::Result<Self> {
         if path.exists() {
             return Err(std::io::Error::new(
@@ -50,8 +54,17 @@ impl ResultsDir {
             ));
         }
         let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
+        partial.push(PARTIAL_SUFFIX);
         let partial_path = PathBuf::from(partial);
+        if partial_path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists, left by an interrupted run: read, move or remove it, or choose another --out",
+                    partial_path.display()
+                ),
+            ));
+        }
         std::fs::create_dir_all(partial_path.join("hdr"))?;
         std::fs::create_dir_all(partial_path.join("logs"))?;
         let mut timeseries = BufWriter::new(File::create(partial_path.join("timeseries.csv"))?);
@@ -220,6 +233,20 @@ pub fn seconds(s: f64) -> Duration {
 mod tests {
     use super::*;
     use crate::recorder::{Recorder, new_histogram};
+
+    #[test]
+    fn a_stale_partial_folder_is_never_reused() {
+        let scratch = tempfile::tempdir().unwrap();
+        let out = scratch.path().join("run");
+        let stale = scratch.path().join("run.partial");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("summary.json"), "{\"left\": \"by a crash\"}").unwrap();
+        let error = ResultsDir::create(&out).err().expect("refused");
+        assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
+        let message = error.to_string();
+        assert!(message.contains("run.partial") && message.contains("interrupted run"), "{message}");
+        assert_eq!(std::fs::read_to_string(stale.join("summary.json")).unwrap(), "{\"left\": \"by a crash\"}");
+    }
 
     #[test]
     fn intervals_round_trip_through_the_hdr_log_and_the_folder_is_renamed() {

@@ -158,9 +158,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of the fixture whose `run.json` says the SUT ran with `--store store`.
-fn fixture_with_store(parent: &Path, store: &str) -> PathBuf {
-    let dir = parent.join(format!("small-run-{store}"));
+/// A copy of the fixture in `parent/name`.
+fn fixture_copy(parent: &Path, name: &str) -> PathBuf {
+    let dir = parent.join(name);
     std::fs::create_dir_all(dir.join("hdr")).unwrap();
     for entry in std::fs::read_dir(fixture()).unwrap().chain(std::fs::read_dir(fixture().join("hdr")).unwrap()) {
         let path = entry.unwrap().path();
@@ -169,6 +169,12 @@ fn fixture_with_store(parent: &Path, store: &str) -> PathBuf {
             std::fs::copy(&path, dir.join(relative)).unwrap();
         }
     }
+    dir
+}
+
+/// A copy of the fixture whose `run.json` says the SUT ran with `--store store`.
+fn fixture_with_store(parent: &Path, store: &str) -> PathBuf {
+    let dir = fixture_copy(parent, &format!("small-run-{store}"));
     let mut run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
     run["plan"]["store"] = store.into();
@@ -203,4 +209,22 @@ fn the_tuning_guide_compares_runs_that_differ_in_a_sut_setting() {
     let (_keep, single) = rendered();
     let md = std::fs::read_to_string(single.join("performance-tuning.md")).unwrap();
     assert!(!md.contains("SUT settings compared") && md.contains("No run in this set varied a SUT setting"));
+}
+
+#[test]
+fn a_run_rendered_while_still_partial_is_named_by_its_final_name() {
+    let scratch = tempfile::tempdir().unwrap();
+    let partial = fixture_copy(scratch.path(), "scenario3-default.partial");
+    let out = partial.join("report");
+    report::render(&[partial], &out, &Limits::default(), &CapacityModel::default(), report::Formats::All).unwrap();
+    for stem in report::DOCUMENTS {
+        let md = std::fs::read_to_string(out.join(format!("{stem}.md"))).unwrap();
+        assert!(!md.contains(".partial") && !md.contains("-partial"), "{stem} names the folder being written");
+    }
+    let tuning = std::fs::read_to_string(out.join("performance-tuning.md")).unwrap();
+    assert!(tuning.contains("From `scenario3-default`"), "the run is named by its final name");
+    for chart in std::fs::read_dir(out.join("charts")).unwrap() {
+        let name = chart.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(name.starts_with("scenario3-default-") && !name.contains("partial"), "{name}");
+    }
 }

@@ -36,7 +36,7 @@ pub struct TimeRow {
 pub struct RunData {
     /// The folder.
     pub dir: PathBuf,
-    /// The folder's name.
+    /// The run's name: its folder's, without the `.partial` of a folder still being written.
     pub name: String,
     /// `summary.json`.
     pub summary: Summary,
@@ -87,6 +87,8 @@ impl RunData {
             }
         }
         let name = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        // A run's own reports are rendered before its folder gets its final name.
+        let name = name.strip_suffix(crate::results::PARTIAL_SUFFIX).map_or(name.clone(), str::to_owned);
         Ok(Self { dir: dir.to_path_buf(), name, summary, run, timeseries, observations, histograms, latency_intervals })
     }
 
