@@ -241,7 +241,7 @@ mod tests {
         let stale = scratch.path().join("run.partial");
         std::fs::create_dir_all(&stale).unwrap();
         std::fs::write(stale.join("summary.json"), "{\"left\": \"by a crash\"}").unwrap();
-        let error = ResultsDir::create(&out).err().expect("refused");
+        let Err(error) = ResultsDir::create(&out) else { panic!("the stale folder was reused") };
         assert_eq!(error.kind(), std::io::ErrorKind::AlreadyExists);
         let message = error.to_string();
         assert!(message.contains("run.partial") && message.contains("interrupted run"), "{message}");
