@@ -557,6 +557,11 @@ fn machine_text(run: &RunData) -> String {
 pub fn tuning(runs: &[RunData]) -> Doc {
     let mut doc = Doc::new("Performance Tuning Guide");
     let run = heaviest(runs);
+    // Runs that differ in a SUT setting are compared first: that is what such a set is for.
+    let compared = super::settings::compare(&mut doc, runs);
+    if compared {
+        doc.h2("The heaviest run in detail");
+    }
     doc.p(format!("From `{}` ({}), the heaviest level given.", run.name, run.level_label()));
     let Some(db) = &run.summary.database else {
         doc.p("This run has no database observations.");
@@ -650,7 +655,7 @@ pub fn tuning(runs: &[RunData]) -> Doc {
             ],
         ],
     );
-    if !super::settings::compare(&mut doc, runs) {
+    if !compared {
         doc.p("No run in this set varied a SUT setting: render runs made with different settings together \
              (`loadgen report A B`) to compare them here, or see regressions with `loadgen report --compare A B`.");
     }
