@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Challenge, ChallengeConfig, EventSource, Goal, GoalType, MAX_ID_CHARS, Reward, RewardType};
+use super::{
+    Challenge, ChallengeConfig, EventSource, Goal, GoalType, IdProblem, MAX_ID_CHARS, Reward, RewardType, id_problem,
+};
 
 /// Why a configuration could not be loaded. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -240,18 +242,15 @@ impl Validator<'_> {
     /// characters.
     fn identifier(&self, at: &str, field: &str, value: Option<String>) -> Result<String, ConfigError> {
         let value = self.required(at, field, value)?;
-        let chars = value.chars().count();
-        if chars > MAX_ID_CHARS {
-            return Err(self.invalid(
+        match id_problem(&value) {
+            Some(IdProblem::TooLong(chars)) => Err(self.invalid(
                 at,
                 field,
                 &format!("has {chars} characters; the schema stores at most {MAX_ID_CHARS}"),
-            ));
+            )),
+            Some(IdProblem::Control(_)) => Err(self.invalid(at, field, "contains a control character")),
+            None => Ok(value),
         }
-        if value.chars().any(char::is_control) {
-            return Err(self.invalid(at, field, "contains a control character"));
-        }
-        Ok(value)
     }
 
     fn positive(&self, at: &str, field: &str, value: Option<i64>) -> Result<i32, ConfigError> {

@@ -116,6 +116,24 @@ pub struct ChallengeConfig {
 /// The longest id, stat code or user id the schema stores (`varchar(100)`).
 pub const MAX_ID_CHARS: usize = 100;
 
+/// Why the schema cannot store an id (configuration ids, user ids and stat codes alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdProblem {
+    /// More than [`MAX_ID_CHARS`] characters (this many).
+    TooLong(usize),
+    /// It contains this control character.
+    Control(char),
+}
+
+/// What keeps the schema from storing `value`, if anything.
+pub fn id_problem(value: &str) -> Option<IdProblem> {
+    let chars = value.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Some(IdProblem::TooLong(chars));
+    }
+    value.chars().find(|c| c.is_control()).map(IdProblem::Control)
+}
+
 /// One stream of values that goals follow: login events, or stat events of one stat code. The
 /// per-stat layout keeps one row per user and source; its `stat_code` column is `""` for logins
 /// (an empty stat code is refused at the door, so it cannot name a real stat).

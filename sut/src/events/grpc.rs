@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 use super::buffer::EventBuffer;
 use super::store::ProgressStore;
 use super::update::{MAX_EVENT_VALUE, StatValues};
-use crate::challenges::MAX_ID_CHARS;
+use crate::challenges::{IdProblem, MAX_ID_CHARS, id_problem};
 use crate::metrics::register;
 
 /// `events_*` metrics.
@@ -147,14 +147,13 @@ fn first_non_empty<'a>(candidates: &[&'a str]) -> &'a str {
 
 /// Why an id from an event cannot be stored, if it cannot.
 fn check_id(field: &str, value: &str) -> Result<(), String> {
-    let chars = value.chars().count();
-    if chars > MAX_ID_CHARS {
-        return Err(format!("{field} has {chars} characters; at most {MAX_ID_CHARS} are stored"));
+    match id_problem(value) {
+        Some(IdProblem::TooLong(chars)) => {
+            Err(format!("{field} has {chars} characters; at most {MAX_ID_CHARS} are stored"))
+        }
+        Some(IdProblem::Control(c)) => Err(format!("{field} contains the control character U+{:04X}", u32::from(c))),
+        None => Ok(()),
     }
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(format!("{field} contains the control character U+{:04X}", u32::from(c)));
-    }
-    Ok(())
 }
 
 /// Why a stat value cannot be used, if it cannot.

@@ -146,9 +146,6 @@ pub trait ProgressStore: Send + Sync + 'static {
     /// The buffered change this layout coalesces per (user, key).
     type Update: Coalesce;
 
-    /// The configuration the store's keys index.
-    fn config(&self) -> &ChallengeConfig;
-
     /// What a login event changes: (key, change) pairs.
     fn login_updates(&self, now: NaiveDateTime) -> Vec<(u32, Self::Update)>;
 
@@ -187,14 +184,6 @@ impl Store {
         match kind {
             StoreKind::PerGoal => Store::PerGoal(Arc::new(PerGoalStore::new(pool, config))),
             StoreKind::PerStat => Store::PerStat(Arc::new(PerStatStore::new(pool, config))),
-        }
-    }
-
-    /// Which layout.
-    pub fn kind(&self) -> StoreKind {
-        match self {
-            Store::PerGoal(_) => StoreKind::PerGoal,
-            Store::PerStat(_) => StoreKind::PerStat,
         }
     }
 

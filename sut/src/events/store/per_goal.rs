@@ -139,10 +139,6 @@ pub fn progress_from_rows(config: &ChallengeConfig, rows: Vec<ProgressRow>) -> U
 impl ProgressStore for PerGoalStore {
     type Update = Update;
 
-    fn config(&self) -> &ChallengeConfig {
-        &self.config
-    }
-
     fn login_updates(&self, now: NaiveDateTime) -> Vec<(u32, Update)> {
         update::for_login(&self.config, now).into_iter().map(|(goal, u)| (goal.index, u)).collect()
     }

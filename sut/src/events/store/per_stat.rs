@@ -147,10 +147,6 @@ fn stat_state(
 impl ProgressStore for PerStatStore {
     type Update = StatDelta;
 
-    fn config(&self) -> &ChallengeConfig {
-        &self.config
-    }
-
     fn login_updates(&self, now: NaiveDateTime) -> Vec<(u32, StatDelta)> {
         self.config.login_source().map(|source| (source.index, login_delta(now))).into_iter().collect()
     }
