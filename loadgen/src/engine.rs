@@ -17,9 +17,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{ArrivalSchedule, Executor};
-use crate::recorder::Operation;
+use crate::executor::{Arrival, ArrivalSchedule, Dispatch, Executor};
+use crate::recorder::{Operation, Recorder};
 use crate::scenario::OperationKind;
+use crate::stop::{Stop, StopReason};
 use crate::workload::{GrpcClients, Session, Workload};
 
 /// The longest a transaction waits for its arrival before yielding to goose.
@@ -45,8 +46,8 @@ pub struct EngineOptions {
     pub lead: Duration,
     /// How late an arrival may start before it counts as dropped.
     pub max_lateness: Duration,
-    /// Fires to stop the run early (a service died, the caller gave up).
-    pub stop: CancellationToken,
+    /// Stops the run early (a signal, a service that died, an aborting threshold).
+    pub stop: Stop,
 }
 
 /// How a run ended.
@@ -57,7 +58,7 @@ pub struct EngineOutcome {
     /// How long the load ran (shorter than planned when interrupted).
     pub elapsed: Duration,
     /// Why it ended early, if it did.
-    pub interrupted: Option<String>,
+    pub stopped: Option<StopReason>,
 }
 
 /// Why the engine could not run.
@@ -122,48 +123,108 @@ impl StartGate {
 }
 
 struct StreamRuntime {
+    index: u16,
     executor: Executor,
     gate: Arc<StartGate>,
-    schedule: OnceLock<Option<ArrivalSchedule>>,
+    schedule: OnceLock<Option<ArrivalSchedule<Due>>>,
     mix: Vec<(OperationKind, u32)>,
-    mix_total: u32,
     max_lateness: Duration,
     next_vu: AtomicUsize,
+    busy: Arc<AtomicUsize>,
     workload: Arc<Workload>,
 }
 
-impl StreamRuntime {
-    fn pick(&self, rng: &mut SmallRng) -> OperationKind {
-        use rand::Rng;
-        let mut ticket = rng.random_range(0..self.mix_total);
-        for (op, weight) in &self.mix {
-            if ticket < *weight {
-                return *op;
-            }
-            ticket -= weight;
-        }
-        self.mix[0].0
+/// What an arrival carries: its operation, and whether every user of the stream was busy when
+/// it came due (if it is dropped, the pool was exhausted rather than the generator too slow to
+/// hand it to a free user).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    kind: OperationKind,
+    pool_full: bool,
+}
+
+/// Picks each arrival's operation as it comes due and counts it, on the dispatcher's thread.
+struct StreamDispatch {
+    stream: u16,
+    mix: Vec<(OperationKind, u32)>,
+    rng: SmallRng,
+    recorder: Arc<Recorder>,
+    busy: Arc<AtomicUsize>,
+    pool: usize,
+}
+
+impl Dispatch for StreamDispatch {
+    type Kind = Due;
+
+    fn due(&mut self, _: u64) -> Due {
+        let kind = pick(&self.mix, &mut self.rng);
+        self.recorder.record_scheduled(counted_as(kind), self.stream);
+        Due { kind, pool_full: self.busy.load(Ordering::Relaxed) >= self.pool }
     }
 
+    fn evicted(&mut self, arrival: Arrival<Due>, now: Instant) {
+        let lateness = now.saturating_duration_since(arrival.at);
+        self.recorder.record_dropped(counted_as(arrival.kind.kind), self.stream, lateness, arrival.kind.pool_full);
+    }
+}
+
+fn pick(mix: &[(OperationKind, u32)], rng: &mut SmallRng) -> OperationKind {
+    use rand::Rng;
+    let total: u32 = mix.iter().map(|(_, w)| w).sum();
+    let mut ticket = rng.random_range(0..total.max(1));
+    for (op, weight) in mix {
+        if ticket < *weight {
+            return *op;
+        }
+        ticket -= weight;
+    }
+    mix[0].0
+}
+
+impl StreamRuntime {
     /// The schedules' start, waiting a little for the gate; None while it is still closed.
     async fn started(&self) -> Option<Instant> {
         self.gate.wait(MAX_WAIT).await
     }
 
-    fn schedule(&self, started: Instant) -> Option<&ArrivalSchedule> {
+    fn schedule(&self, started: Instant) -> Option<&ArrivalSchedule<Due>> {
         self.schedule
-            .get_or_init(|| self.executor.rate_curve().map(|curve| ArrivalSchedule::start(started, curve)))
+            .get_or_init(|| {
+                self.executor.rate_curve().map(|curve| {
+                    let owner = StreamDispatch {
+                        stream: self.index,
+                        mix: self.mix.clone(),
+                        rng: SmallRng::seed_from_u64(rand::random()),
+                        recorder: self.workload.recorder.clone(),
+                        busy: self.busy.clone(),
+                        pool: self.executor.pool_size(),
+                    };
+                    ArrivalSchedule::start(started, curve, owner)
+                })
+            })
             .as_ref()
     }
 
+    /// Drops `arrival`, `lateness` after it was due: no user started it in time.
+    fn drop_arrival(&self, arrival: Arrival<Due>, lateness: Duration) {
+        let Due { kind, pool_full } = arrival.kind;
+        self.workload.recorder.record_dropped(counted_as(kind), self.index, lateness, pool_full);
+    }
+
+    /// Stops the schedule; arrivals still queued were never served and are dropped with the
+    /// lateness they reached.
     fn stop(&self) {
         if let Some(Some(schedule)) = self.schedule.get() {
             schedule.stop();
+            let now = Instant::now();
+            while let Some(arrival) = schedule.try_next() {
+                self.drop_arrival(arrival, now.saturating_duration_since(arrival.at));
+            }
         }
     }
 }
 
-/// The recorder operation an arrival of `kind` is counted under when dropped.
+/// The recorder operation an arrival of `kind` is counted under.
 fn counted_as(kind: OperationKind) -> Operation {
     match kind {
         OperationKind::GetChallenges | OperationKind::GetThenClaim => Operation::GetChallenges,
@@ -180,6 +241,7 @@ async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transacti
     stream.gate.arrive();
     user.set_session_data(Session {
         vu,
+        stream: stream.index,
         rng: SmallRng::seed_from_u64(0x6A75_6E74 ^ (vu as u64) << 20 ^ rand::random::<u32>() as u64),
         grpc,
         probe_baseline: None,
@@ -187,55 +249,59 @@ async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transacti
     Ok(())
 }
 
+/// Marks a user of the stream busy until dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn iteration(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> TransactionResult {
     let Some(started) = stream.started().await else { return Ok(()) };
     let mut session = user.get_session_data_unchecked::<Session>().clone();
-    let intended = match stream.schedule(started) {
-        Some(schedule) => match next_arrival(&stream, schedule, &mut session).await {
-            Some(at) => at,
-            None => {
-                user.set_session_data(session);
-                return Ok(());
-            }
+    let (intended, kind) = match stream.schedule(started) {
+        Some(schedule) => match next_arrival(&stream, schedule).await {
+            Some(arrival) => (arrival.at, arrival.kind.kind),
+            None => return Ok(()),
         },
         None => match closed_model_turn(&stream, started, &session).await {
-            Some(at) => at,
+            Some(at) => (at, pick(&stream.mix, &mut session.rng)),
             None => return Ok(()),
         },
     };
-    let kind = stream.pick(&mut session.rng);
+    stream.busy.fetch_add(1, Ordering::Relaxed);
+    let _busy = Busy(&stream.busy);
     let workload = &stream.workload;
     match kind {
         OperationKind::GetChallenges => workload.run_get(user, &mut session, intended).await,
         OperationKind::GetThenClaim => workload.run_get_then_claim(user, &mut session, intended).await,
         OperationKind::Login => workload.run_login(user, &mut session, intended).await,
         OperationKind::Stat => workload.run_stat(user, &mut session, intended).await,
-        OperationKind::EndToEnd => workload.run_end_to_end(user, &mut session).await,
+        OperationKind::EndToEnd => workload.run_end_to_end(user, &mut session, intended).await,
     }
     user.set_session_data(session);
     Ok(())
 }
 
-/// Open model: the intended start of the next arrival this user takes; None when there is
-/// nothing to do in this transaction (no arrival yet, finished, or the arrival was dropped).
-async fn next_arrival(stream: &StreamRuntime, schedule: &ArrivalSchedule, session: &mut Session) -> Option<Instant> {
-    for _ in 0..schedule.take_dropped_at_dispatch() {
-        let kind = stream.pick(&mut session.rng);
-        stream.workload.recorder.record_dropped(counted_as(kind));
-    }
-    let Some(at) = schedule.next(MAX_WAIT).await else {
-        if schedule.finished() {
-            tokio::time::sleep(MAX_WAIT).await;
+/// Open model: the next arrival this user takes; None when there is nothing to do in this
+/// transaction (no arrival yet, or finished). Arrivals that waited longer than `max_lateness`
+/// found no user in time: they are dropped here, all of them in one pass.
+async fn next_arrival(stream: &StreamRuntime, schedule: &ArrivalSchedule<Due>) -> Option<Arrival<Due>> {
+    loop {
+        let Some(arrival) = schedule.next(MAX_WAIT).await else {
+            if schedule.finished() {
+                tokio::time::sleep(MAX_WAIT).await;
+            }
+            return None;
+        };
+        let lateness = Instant::now().saturating_duration_since(arrival.at);
+        if lateness <= stream.max_lateness {
+            return Some(arrival);
         }
-        return None;
-    };
-    if Instant::now().saturating_duration_since(at) > stream.max_lateness {
-        // No user was free when this arrival was due.
-        let kind = stream.pick(&mut session.rng);
-        stream.workload.recorder.record_dropped(counted_as(kind));
-        return None;
+        stream.drop_arrival(arrival, lateness);
     }
-    Some(at)
 }
 
 /// Closed model: run now if this user is active, else idle briefly.
@@ -270,8 +336,9 @@ pub async fn run(
         let weight = plan.executor.pool_size();
         let mix: Vec<(OperationKind, u32)> = plan.operations.into_iter().filter(|(_, w)| *w > 0).collect();
         let runtime = Arc::new(StreamRuntime {
-            mix_total: mix.iter().map(|(_, w)| w).sum(),
+            index: u16::try_from(runtimes.len()).map_err(|_| EngineError::Goose("too many streams".into()))?,
             mix,
+            busy: Arc::new(AtomicUsize::new(0)),
             executor: plan.executor,
             gate: gate.clone(),
             schedule: OnceLock::new(),
@@ -300,25 +367,20 @@ pub async fn run(
     goose::reset_killswitch();
     let stop = options.stop.clone();
     let stopper = tokio::spawn(async move {
-        stop.cancelled().await;
+        stop.stopped().await;
         goose::trigger_killswitch("stopped by the harness");
     });
     let result = Box::pin(attack.execute()).await;
     for runtime in &runtimes {
         runtime.stop();
     }
-    let interrupted = if options.stop.is_cancelled() {
-        Some("stopped by the harness".to_owned())
-    } else if goose::is_killswitch_triggered() {
-        Some("interrupted (Ctrl-C)".to_owned())
-    } else {
-        None
-    };
+    // Goose's own Ctrl-C handler acts only where the process has none (a library user's).
+    let stopped = options.stop.reason().or_else(|| goose::is_killswitch_triggered().then_some(StopReason::Signal));
     stopper.abort();
     result.map_err(|e| EngineError::Goose(e.to_string()))?;
     let started = gate.start();
     let elapsed = started.map_or(Duration::ZERO, |s| Instant::now().saturating_duration_since(s).min(duration));
-    Ok(EngineOutcome { started, elapsed, interrupted })
+    Ok(EngineOutcome { started, elapsed, stopped })
 }
 
 /// A gate for the users of `streams`, opening `margin` after the last one started.

@@ -2,18 +2,32 @@
 //!
 //! Goose runs a closed model: each virtual user loops. The open model is added on top: each
 //! stream has one [`ArrivalSchedule`], a thread that releases arrivals at their intended times
-//! into a channel; a free user takes the next one; an arrival already later than the scenario's
+//! into a queue; a free user takes the next one; an arrival already later than the scenario's
 //! `max_lateness` when a user takes it found no free user in time and is *dropped*, as k6 drops
-//! iterations. Latency is measured from the arrival's intended time.
+//! iterations (the user drops every such stale arrival in one pass, so fresh arrivals do not wait
+//! behind them). Latency is measured from the arrival's intended time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::time::Instant;
 
-use crate::scenario::{ExecutorKind, Stream, duration_text};
+use crate::scenario::{ExecutorKind, MaxVus, Stream, duration_text};
+
+/// The most virtual users `max_vus: auto` allocates: each costs about 20 KiB in loadgen (its
+/// goose user, session and task), so the cap keeps the pool near 400 MiB.
+pub const AUTO_MAX_VUS: u32 = 20_000;
+
+/// `max_vus: auto`: the users needed to keep `rate` arrivals per second in flight while each
+/// takes `latency_limit` (Little's law, rounded up, at least 10, at most [`AUTO_MAX_VUS`]). Up
+/// to that latency the pool never decides what is dropped; beyond it the target is over its
+/// limit anyway.
+pub fn auto_pool(rate: f64, latency_limit: Duration) -> u32 {
+    let users = (rate * latency_limit.as_secs_f64()).ceil();
+    if users.is_finite() { (users as u32).clamp(10, AUTO_MAX_VUS) } else { AUTO_MAX_VUS }
+}
 
 /// One ramp stage: reach `target` over `duration`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -80,13 +94,25 @@ pub enum Executor {
 }
 
 impl Executor {
-    /// Checks a stream's executor fields together.
-    pub fn from_stream(s: &Stream, duration: Duration) -> Result<Self, String> {
+    /// Checks a stream's executor fields together; `latency_limit` sizes a `max_vus: auto` pool.
+    pub fn from_stream(s: &Stream, duration: Duration, latency_limit: Duration) -> Result<Self, String> {
         let per_second = 1.0 / s.time_unit.unwrap_or(Duration::from_secs(1)).as_secs_f64();
+        let peak = s
+            .rate
+            .map(|r| r.0)
+            .into_iter()
+            .chain(s.start_rate.map(|r| r.0))
+            .chain(s.stages.iter().flatten().map(|st| st.target))
+            .fold(0.0, f64::max)
+            * per_second;
         let pool = |name: &str| -> Result<(u32, u32), String> {
-            let max =
-                s.max_vus.or(s.pre_allocated_vus).ok_or(format!("{name} needs max_vus (or pre_allocated_vus)"))?;
+            let max = match s.max_vus {
+                Some(MaxVus::Count(n)) => n,
+                Some(MaxVus::Auto) => auto_pool(peak, latency_limit),
+                None => s.pre_allocated_vus.ok_or(format!("{name} needs max_vus (or pre_allocated_vus)"))?,
+            };
             let pre = s.pre_allocated_vus.unwrap_or(max);
+            let pre = if s.max_vus == Some(MaxVus::Auto) { pre.min(max) } else { pre };
             if max == 0 {
                 return Err("max_vus must be > 0".into());
             }
@@ -222,6 +248,17 @@ impl Executor {
         }
     }
 
+    /// The highest arrival rate of an open-model executor (per second).
+    pub fn peak_rate(&self) -> Option<f64> {
+        match self {
+            Executor::ConstantArrivalRate { rate, .. } => Some(*rate),
+            Executor::RampingArrivalRate { start_rate, stages, .. } => {
+                Some(stages.iter().map(|s| s.target).fold(*start_rate, f64::max))
+            }
+            _ => None,
+        }
+    }
+
     /// Replaces the number of users (constant-vus) or the in-flight limit (arrival-rate).
     pub fn set_vus(&mut self, new_vus: u32) -> Result<(), String> {
         match self {
@@ -307,45 +344,72 @@ impl RateCurve {
     }
 }
 
+/// One arrival: when it was due and what it carries (the operation the stream picked for it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Arrival<K> {
+    /// Its intended start.
+    pub at: Instant,
+    /// What it does.
+    pub kind: K,
+}
+
+/// What the dispatcher tells its owner: each arrival as it comes due (the owner picks what it
+/// does and counts it as scheduled), and each one evicted unserved from a full queue.
+pub trait Dispatch: Send + 'static {
+    /// What an arrival carries.
+    type Kind: Send + Copy + 'static;
+    /// Arrival `index` came due.
+    fn due(&mut self, index: u64) -> Self::Kind;
+    /// `arrival` was evicted unserved at `now` (the queue was full).
+    fn evicted(&mut self, arrival: Arrival<Self::Kind>, now: Instant);
+}
+
 /// The shared arrival schedule of one open-model stream: a dedicated thread releases each
 /// arrival at its intended time (within the operating system's sleep precision, typically
 /// well under 100 µs; an async timer would add up to a millisecond), and free users take them
-/// from a channel. An arrival that finds the channel full — every user busy for a long time —
-/// is dropped at once.
+/// from a queue. When the queue is full — every user busy for a long time — the oldest arrival
+/// is evicted to make room, and reported as unserved.
 #[derive(Debug)]
-pub struct ArrivalSchedule {
-    arrivals: async_channel::Receiver<Instant>,
+pub struct ArrivalSchedule<K> {
+    arrivals: async_channel::Receiver<Arrival<K>>,
     stop: Arc<AtomicBool>,
-    dropped_at_dispatch: Arc<AtomicU64>,
     total: u64,
 }
 
-/// Arrivals buffered beyond the users' reach before the dispatcher drops them.
+/// Arrivals queued beyond the users' reach before the oldest is evicted.
 const CHANNEL_CAPACITY: usize = 65_536;
 
-impl ArrivalSchedule {
-    /// Starts releasing arrivals along `curve` from `start`.
-    pub fn start(start: Instant, curve: RateCurve) -> Self {
+impl<K: Send + Copy + 'static> ArrivalSchedule<K> {
+    /// Starts releasing arrivals along `curve` from `start`, telling `owner` of each.
+    pub fn start<D: Dispatch<Kind = K>>(start: Instant, curve: RateCurve, owner: D) -> Self {
         let total = curve.total_arrivals();
         let (sender, arrivals) = async_channel::bounded(CHANNEL_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
-        let dropped_at_dispatch = Arc::new(AtomicU64::new(0));
-        let (thread_stop, thread_dropped) = (stop.clone(), dropped_at_dispatch.clone());
+        let thread_stop = stop.clone();
+        let evict_from = arrivals.clone();
         let start = start.into_std();
         std::thread::Builder::new()
             .name("gauntlet-arrivals".into())
-            .spawn(move || dispatch(&curve, total, start, &sender, &thread_stop, &thread_dropped))
+            .spawn(move || {
+                Dispatcher { curve: &curve, total, start, sender: &sender, evict_from: &evict_from, owner }
+                    .run(&thread_stop);
+            })
             .expect("spawning the arrival dispatcher");
-        Self { arrivals, stop, dropped_at_dispatch, total }
+        Self { arrivals, stop, total }
     }
 
-    /// The next released arrival's intended time; None if none came within `wait`, or the
-    /// schedule is over (then [`finished`](Self::finished) is true).
-    pub async fn next(&self, wait: Duration) -> Option<Instant> {
+    /// The next released arrival; None if none came within `wait`, or the schedule is over (then
+    /// [`finished`](Self::finished) is true).
+    pub async fn next(&self, wait: Duration) -> Option<Arrival<K>> {
         match tokio::time::timeout(wait, self.arrivals.recv()).await {
-            Ok(Ok(at)) => Some(at),
+            Ok(Ok(arrival)) => Some(arrival),
             Ok(Err(_)) | Err(_) => None,
         }
+    }
+
+    /// The next released arrival if one is waiting.
+    pub fn try_next(&self) -> Option<Arrival<K>> {
+        self.arrivals.try_recv().ok()
     }
 
     /// True once every arrival has been released and taken.
@@ -353,74 +417,84 @@ impl ArrivalSchedule {
         self.arrivals.is_closed() && self.arrivals.is_empty()
     }
 
-    /// Arrivals dropped because the channel was full.
-    pub fn take_dropped_at_dispatch(&self) -> u64 {
-        self.dropped_at_dispatch.swap(0, Ordering::Relaxed)
-    }
-
     /// Arrivals in the whole schedule.
     pub fn total(&self) -> u64 {
         self.total
     }
-}
 
-impl Drop for ArrivalSchedule {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Stops a schedule's dispatcher (the engine calls it when a run ends early).
-impl ArrivalSchedule {
-    /// Stops releasing arrivals.
+    /// Stops releasing arrivals (the engine calls it when a run ends, early or not); what was
+    /// released and not taken can still be taken with [`try_next`](Self::try_next).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.arrivals.close();
     }
 }
 
-fn dispatch(
-    curve: &RateCurve,
+impl<K> Drop for ArrivalSchedule<K> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Dispatcher<'a, D: Dispatch> {
+    curve: &'a RateCurve,
     total: u64,
     start: std::time::Instant,
-    sender: &async_channel::Sender<Instant>,
-    stop: &AtomicBool,
-    dropped: &AtomicU64,
-) {
-    let mut index = 0;
-    while index < total {
-        let Some(offset) = curve.time_of(index) else { break };
-        let due = start + offset;
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let now = std::time::Instant::now();
-            if now >= due {
-                break;
-            }
-            // Wake at most every DISPATCH_SLACK: a wake-up per arrival costs more CPU than the
-            // precision is worth. Slices of at most 100 ms keep a stop prompt.
-            std::thread::sleep((due - now).max(DISPATCH_SLACK).min(Duration::from_millis(100)));
-        }
-        // Release everything due by now (never anything early).
-        let now = std::time::Instant::now();
-        while index < total {
-            let Some(offset) = curve.time_of(index) else { break };
-            if start + offset > now {
-                break;
-            }
-            match sender.try_send(Instant::from_std(start + offset)) {
-                Ok(()) => {}
-                Err(async_channel::TrySendError::Full(_)) => {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+    sender: &'a async_channel::Sender<Arrival<D::Kind>>,
+    evict_from: &'a async_channel::Receiver<Arrival<D::Kind>>,
+    owner: D,
+}
+
+impl<D: Dispatch> Dispatcher<'_, D> {
+    fn run(mut self, stop: &AtomicBool) {
+        let mut index = 0;
+        while index < self.total {
+            let Some(offset) = self.curve.time_of(index) else { break };
+            let due = self.start + offset;
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return;
                 }
-                Err(async_channel::TrySendError::Closed(_)) => return,
+                let now = std::time::Instant::now();
+                if now >= due {
+                    break;
+                }
+                // Wake at most every DISPATCH_SLACK: a wake-up per arrival costs more CPU than
+                // the precision is worth. Slices of at most 100 ms keep a stop prompt.
+                std::thread::sleep((due - now).max(DISPATCH_SLACK).min(Duration::from_millis(100)));
             }
-            index += 1;
+            // Release everything due by now (never anything early).
+            let now = std::time::Instant::now();
+            while index < self.total {
+                let Some(offset) = self.curve.time_of(index) else { break };
+                if self.start + offset > now {
+                    break;
+                }
+                let arrival = Arrival { at: Instant::from_std(self.start + offset), kind: self.owner.due(index) };
+                if !self.release(arrival) {
+                    return;
+                }
+                index += 1;
+            }
+        }
+        self.sender.close();
+    }
+
+    /// Queues `arrival`, evicting the oldest queued one if the queue is full; false once closed.
+    fn release(&mut self, mut arrival: Arrival<D::Kind>) -> bool {
+        loop {
+            match self.sender.try_send(arrival) {
+                Ok(()) => return true,
+                Err(async_channel::TrySendError::Full(back)) => {
+                    arrival = back;
+                    if let Ok(oldest) = self.evict_from.try_recv() {
+                        self.owner.evicted(oldest, Instant::now());
+                    }
+                }
+                Err(async_channel::TrySendError::Closed(_)) => return false,
+            }
         }
     }
-    sender.close();
 }
 
 /// The dispatcher's shortest sleep: arrivals are released at most this late (plus the operating
@@ -461,19 +535,37 @@ mod tests {
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }
 
+    #[derive(Default)]
+    struct Counting {
+        due: Arc<std::sync::Mutex<Vec<u64>>>,
+    }
+
+    impl Dispatch for Counting {
+        type Kind = u64;
+        fn due(&mut self, index: u64) -> u64 {
+            self.due.lock().unwrap().push(index);
+            index
+        }
+        fn evicted(&mut self, arrival: Arrival<u64>, _: Instant) {
+            panic!("nothing is evicted here: {}", arrival.kind);
+        }
+    }
+
     #[tokio::test]
     async fn the_schedule_releases_each_arrival_once_at_its_time_then_finishes() {
         let start = Instant::now() + Duration::from_millis(20);
-        let schedule = ArrivalSchedule::start(start, RateCurve::new(100.0, &[stage(100.0, 1)]));
+        let owner = Counting::default();
+        let due = owner.due.clone();
+        let schedule = ArrivalSchedule::start(start, RateCurve::new(100.0, &[stage(100.0, 1)]), owner);
         let mut seen = Vec::new();
         while !schedule.finished() {
-            if let Some(at) = schedule.next(Duration::from_millis(250)).await {
-                assert!(Instant::now() >= at, "released no earlier than its time");
-                seen.push(at - start);
+            if let Some(arrival) = schedule.next(Duration::from_millis(250)).await {
+                assert!(Instant::now() >= arrival.at, "released no earlier than its time");
+                seen.push((arrival.kind, arrival.at - start));
             }
         }
-        let expected: Vec<Duration> = (0..100).map(|i| Duration::from_millis(10 * i)).collect();
+        let expected: Vec<(u64, Duration)> = (0..100).map(|i| (i, Duration::from_millis(10 * i))).collect();
         assert_eq!(seen, expected);
-        assert_eq!(schedule.take_dropped_at_dispatch(), 0);
+        assert_eq!(*due.lock().unwrap(), (0..100).collect::<Vec<u64>>(), "the owner heard of each as it came due");
     }
 }

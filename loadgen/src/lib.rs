@@ -10,7 +10,8 @@
 //!
 //! - [`scenario`]: scenario files (YAML) and their validation; [`scenarios`]: the built-in ones.
 //! - [`executor`]: k6's executors and the arrival schedules of the open model.
-//! - [`threshold`]: k6-style thresholds (`p(95)<200`, `rate<0.01`).
+//! - [`threshold`]: k6's thresholds with k6's metric names, tag filters and abort options,
+//!   judged live every second and over windows.
 //! - [`plan`]: command-line options validated into a plan.
 //! - [`environment`]: a self-provisioned PostgreSQL + SUT (`--store` picks its progress layout,
 //!   `--seed-users` stores progress for many users first), or an external target.
@@ -21,6 +22,7 @@
 //! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
 //!   PostgreSQL, `/metrics`, CPU profiles).
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
+//! - [`stop`]: why a run stops early, and the process's one signal handler.
 //! - [`run`]: one run from plan to results.
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
 //! - [`report`]: the three documents and comparisons (runs that differ in a SUT setting side by
@@ -38,6 +40,7 @@ pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod scenarios;
+pub mod stop;
 pub mod summary;
 pub mod sweep;
 pub mod terminal;
@@ -46,7 +49,12 @@ pub mod workload;
 
 /// Exit code when every threshold passed.
 pub const EXIT_PASSED: i32 = 0;
-/// Exit code when the run finished but a threshold failed (k6 uses 99 too).
+/// Exit code when a threshold failed, or one with `abortOnFail` stopped the run (k6's 99).
 pub const EXIT_THRESHOLDS_FAILED: i32 = 99;
-/// Exit code when the run could not be done (bad input, unreachable target, setup failure).
+/// Exit code for an invalid scenario or invalid options (k6's 104, "invalid config").
+pub const EXIT_INVALID: i32 = 104;
+/// Exit code when a signal (Ctrl-C, SIGTERM) stopped the run (k6's 105, "external abort").
+pub const EXIT_INTERRUPTED: i32 = 105;
+/// Exit code when the run could not be done or ended early for another reason (an unreachable
+/// target, a setup failure, a service that died mid-run).
 pub const EXIT_ERROR: i32 = 1;

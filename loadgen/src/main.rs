@@ -1,5 +1,6 @@
-//! The `loadgen` command: parses options, runs, and exits with 0 (thresholds passed), 99 (a
-//! threshold failed) or 1 (the run could not be done or ended early, with a message saying why).
+//! The `loadgen` command: parses options, runs, and exits as k6 does where k6 has the case: 0
+//! (thresholds passed), 99 (a threshold failed or aborted the run), 104 (an invalid scenario or
+//! options), 105 (stopped by a signal); else 1 (the run could not be done, or a service died).
 //!
 //! Run with: `cargo run --release -p loadgen -- scenario3 --rps 500 --eps 2000`
 
@@ -8,7 +9,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use loadgen::plan::{Plan, RunArgs};
 use loadgen::scenario::Scenario;
-use loadgen::{EXIT_ERROR, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, scenarios, terminal};
+use loadgen::stop::StopReason;
+use loadgen::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, scenarios, terminal};
 
 /// Gauntlet: load tests for the challenge service, with truthful numbers.
 #[derive(Debug, Parser)]
@@ -138,13 +140,14 @@ fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
             println!("capacity: {}", out.join("capacity.json").display());
             if let Some(reason) = &capacity.interrupted {
                 eprintln!("loadgen: the sweep stopped early: {reason}; the levels measured are kept");
-                return EXIT_ERROR;
+                let signalled = loadgen::stop::signalled().is_cancelled();
+                return if signalled { EXIT_INTERRUPTED } else { EXIT_ERROR };
             }
             EXIT_PASSED
         }
         Err(e) => {
             eprintln!("loadgen: error: {e}");
-            EXIT_ERROR
+            if matches!(e, loadgen::sweep::SweepError::Option(_)) { EXIT_INVALID } else { EXIT_ERROR }
         }
     }
 }
@@ -169,6 +172,9 @@ fn capacity_check(current: &std::path::Path, reference: &std::path::Path, tolera
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(e) = loadgen::stop::install_signal_handler() {
+        fail(&anyhow::anyhow!(e));
+    }
     let (scenario, args) = match cli.command {
         Command::Sweep(args) => std::process::exit(sweep(*args)),
         Command::CapacityCheck { current, reference, tolerance } => {
@@ -191,18 +197,30 @@ fn main() {
     let plan =
         match scenario.map_err(anyhow::Error::from).and_then(|s| Plan::new(s, &args).map_err(anyhow::Error::from)) {
             Ok(plan) => plan,
-            Err(e) => fail(&e),
+            Err(e) => {
+                eprintln!("loadgen: error: {e:#}");
+                std::process::exit(EXIT_INVALID);
+            }
         };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(&e.into()));
     match runtime.block_on(loadgen::run::execute(plan)) {
         Ok(output) => {
             println!("{}", terminal::summary_table(&output.summary));
             println!("results: {}", output.folder.display());
-            if let Some(reason) = &output.summary.interrupted {
+            if let Some(reason) = &output.stopped {
                 eprintln!("loadgen: the run ended early: {reason}; the results cover the time that ran");
-                std::process::exit(EXIT_ERROR);
             }
-            std::process::exit(if output.summary.passed { EXIT_PASSED } else { EXIT_THRESHOLDS_FAILED });
+            std::process::exit(match &output.stopped {
+                Some(StopReason::Signal) => EXIT_INTERRUPTED,
+                Some(StopReason::ServiceDied(_)) => EXIT_ERROR,
+                Some(StopReason::Threshold(_)) => EXIT_THRESHOLDS_FAILED,
+                None if output.summary.passed => EXIT_PASSED,
+                None => EXIT_THRESHOLDS_FAILED,
+            });
+        }
+        Err(loadgen::run::RunError::Interrupted) => {
+            eprintln!("loadgen: interrupted by a signal before the load started");
+            std::process::exit(EXIT_INTERRUPTED);
         }
         Err(e) => fail(&e.into()),
     }

@@ -246,7 +246,8 @@ impl Plan {
     pub fn new(mut scenario: Scenario, args: &RunArgs) -> Result<Self, PlanError> {
         let mut executors = BTreeMap::new();
         for (name, stream) in &scenario.streams {
-            let mut executor = stream.executor(scenario.duration).map_err(option_error)?;
+            let mut executor =
+                stream.executor(scenario.duration, scenario.latency_limit(name)).map_err(option_error)?;
             let rest = stream.is_rest();
             let events = stream.operations.keys().all(|o| matches!(o, OperationKind::Login | OperationKind::Stat));
             let rate = if rest {
@@ -263,6 +264,10 @@ impl Plan {
                 executor.set_rate(rate).map_err(|e| {
                     option_error(format!("--{}: stream '{name}': {e}", if rest { "rps" } else { "eps" }))
                 })?;
+                if stream.max_vus == Some(crate::scenario::MaxVus::Auto) {
+                    let pool = crate::executor::auto_pool(rate, scenario.latency_limit(name));
+                    executor.set_vus(pool).map_err(option_error)?;
+                }
             }
             if let Some(duration) = args.duration {
                 if duration.is_zero() {

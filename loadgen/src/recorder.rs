@@ -1,7 +1,8 @@
 //! The harness's own measurements: per operation, HDR histograms (microseconds, 3 significant
 //! digits) of the latency from the *intended* start (coordinated-omission corrected) and of the
-//! service time from the actual send, for the whole run and for each one-second interval;
-//! request, error (by kind) and dropped-arrival counts; calls in flight.
+//! request's own duration, kept apart by k6's tags (stream, status, expected response), for the
+//! whole run and for each one-second interval; every arrival that came due, and every one dropped
+//! with how late it was then (the `unserved` histogram); errors by kind; calls in flight.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -64,6 +65,23 @@ impl Operation {
         matches!(self, Operation::Login | Operation::Stat)
     }
 
+    /// k6's `name` tag: the URL path of a REST request, the full method of a gRPC call.
+    pub fn name_tag(self) -> &'static str {
+        match self {
+            Operation::GetChallenges => "/v1/challenges",
+            Operation::Claim => "/v1/challenges/{challengeId}/goals/{goalId}/claim",
+            Operation::Login => "accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage",
+            Operation::Stat | Operation::EndToEnd => {
+                "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage"
+            }
+        }
+    }
+
+    /// The operation called `name`, if any.
+    pub fn named(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.name() == name)
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -84,36 +102,202 @@ fn micros(d: Duration) -> u64 {
 /// What went wrong with one request, for counting errors by kind.
 pub type ErrorKind = String;
 
-#[derive(Debug)]
+/// How one request ended, as k6 tags it: its status (HTTP status, gRPC code number, 0 when no
+/// response came), whether it failed, and whether its check (status and body shape) passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// HTTP status or gRPC code (0 for a transport error or a timeout of a REST request).
+    pub status: i32,
+    /// Why it failed (None: the response was the expected one).
+    pub error: Option<ErrorKind>,
+    /// Whether the check passed (expected status and a body of the expected shape).
+    pub check: bool,
+}
+
+impl Outcome {
+    /// An expected response whose check passed.
+    pub fn ok(status: i32) -> Self {
+        Self { status, error: None, check: true }
+    }
+
+    /// A failed request (its check fails too).
+    pub fn failed(status: i32, error: impl Into<ErrorKind>) -> Self {
+        Self { status, error: Some(error.into()), check: false }
+    }
+}
+
+/// The tags a sample is kept under: its stream (k6's `scenario` tag, by index), status and
+/// whether the response was the expected one (k6's `expected_response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// Index of the stream in the plan.
+    pub stream: u16,
+    /// HTTP status or gRPC code.
+    pub status: i32,
+    /// True when the response was the expected one.
+    pub expected: bool,
+}
+
+/// The requests of one [`SeriesKey`].
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Latency from the intended start, µs.
+    pub latency: Histogram<u64>,
+    /// The request's own duration, µs.
+    pub service: Histogram<u64>,
+    /// Requests completed.
+    pub requests: u64,
+    /// Of which failed their check.
+    pub checks_failed: u64,
+}
+
+impl Series {
+    fn new() -> Self {
+        Self { latency: new_histogram(), service: new_histogram(), requests: 0, checks_failed: 0 }
+    }
+
+    fn add(&mut self, other: &Series) {
+        let _ = self.latency.add(&other.latency);
+        let _ = self.service.add(&other.service);
+        self.requests += other.requests;
+        self.checks_failed += other.checks_failed;
+    }
+}
+
+/// The arrivals of one stream for one operation (open model only).
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    /// Arrivals that came due.
+    pub scheduled: u64,
+    /// Of which no virtual user started in time.
+    pub dropped: u64,
+    /// Of the dropped, those that came due while every virtual user of the stream was busy.
+    pub dropped_pool_full: u64,
+    /// How late each dropped arrival was when it was dropped, µs.
+    pub unserved: Histogram<u64>,
+}
+
+impl Arrivals {
+    fn new() -> Self {
+        Self { scheduled: 0, dropped: 0, dropped_pool_full: 0, unserved: new_histogram() }
+    }
+
+    fn add(&mut self, other: &Arrivals) {
+        self.scheduled += other.scheduled;
+        self.dropped += other.dropped;
+        self.dropped_pool_full += other.dropped_pool_full;
+        let _ = self.unserved.add(&other.unserved);
+    }
+}
+
+/// What one operation measured over some time (the run, one second, a window): requests by
+/// tags, arrivals by stream, failures by kind.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Requests by tags.
+    pub series: BTreeMap<SeriesKey, Series>,
+    /// Arrivals by stream index.
+    pub arrivals: BTreeMap<u16, Arrivals>,
+    /// Failures by kind (`HTTP 503`, `gRPC ResourceExhausted`, `timeout`, …).
+    pub errors_by_kind: BTreeMap<ErrorKind, u64>,
+}
+
+impl Measured {
+    /// Adds `other` into this.
+    pub fn add(&mut self, other: &Measured) {
+        for (key, series) in &other.series {
+            self.series.entry(*key).or_insert_with(Series::new).add(series);
+        }
+        for (stream, arrivals) in &other.arrivals {
+            self.arrivals.entry(*stream).or_insert_with(Arrivals::new).add(arrivals);
+        }
+        for (kind, count) in &other.errors_by_kind {
+            *self.errors_by_kind.entry(kind.clone()).or_default() += count;
+        }
+    }
+
+    fn merged<'a>(parts: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for part in parts {
+            let _ = h.add(part);
+        }
+        h
+    }
+
+    /// Completed requests.
+    pub fn requests(&self) -> u64 {
+        self.series.values().map(|s| s.requests).sum()
+    }
+
+    /// Failed requests.
+    pub fn errors(&self) -> u64 {
+        self.series.iter().filter(|(k, _)| !k.expected).map(|(_, s)| s.requests).sum()
+    }
+
+    /// Requests whose check failed.
+    pub fn checks_failed(&self) -> u64 {
+        self.series.values().map(|s| s.checks_failed).sum()
+    }
+
+    /// Latency from the intended start of the expected responses (the default figures).
+    pub fn latency(&self) -> Histogram<u64> {
+        Self::merged(self.series.iter().filter(|(k, _)| k.expected).map(|(_, s)| &s.latency))
+    }
+
+    /// The expected responses' own durations.
+    pub fn service(&self) -> Histogram<u64> {
+        Self::merged(self.series.iter().filter(|(k, _)| k.expected).map(|(_, s)| &s.service))
+    }
+
+    /// Latency from the intended start of the failed requests.
+    pub fn failed_latency(&self) -> Histogram<u64> {
+        Self::merged(self.series.iter().filter(|(k, _)| !k.expected).map(|(_, s)| &s.latency))
+    }
+
+    /// Arrivals that came due (open model).
+    pub fn scheduled(&self) -> u64 {
+        self.arrivals.values().map(|a| a.scheduled).sum()
+    }
+
+    /// Arrivals dropped.
+    pub fn dropped(&self) -> u64 {
+        self.arrivals.values().map(|a| a.dropped).sum()
+    }
+
+    /// Arrivals dropped that came due while every virtual user of their stream was busy.
+    pub fn dropped_pool_full(&self) -> u64 {
+        self.arrivals.values().map(|a| a.dropped_pool_full).sum()
+    }
+
+    /// How late the dropped arrivals were when dropped.
+    pub fn unserved(&self) -> Histogram<u64> {
+        Self::merged(self.arrivals.values().map(|a| &a.unserved))
+    }
+
+    /// Every arrival: the latency of each one served (failed or not) and the lateness of each one
+    /// dropped.
+    pub fn all_arrivals(&self) -> Histogram<u64> {
+        Self::merged(self.series.values().map(|s| &s.latency).chain(self.arrivals.values().map(|a| &a.unserved)))
+    }
+
+    /// True when nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.arrivals.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
 struct OpState {
-    latency: Histogram<u64>,
-    service: Histogram<u64>,
-    interval_latency: Histogram<u64>,
-    interval_service: Histogram<u64>,
-    requests: u64,
-    errors: u64,
-    dropped: u64,
-    errors_by_kind: BTreeMap<ErrorKind, u64>,
-    interval_requests: u64,
-    interval_errors: u64,
-    interval_dropped: u64,
+    total: Measured,
+    interval: Measured,
 }
 
 impl OpState {
-    fn new() -> Self {
-        Self {
-            latency: new_histogram(),
-            service: new_histogram(),
-            interval_latency: new_histogram(),
-            interval_service: new_histogram(),
-            requests: 0,
-            errors: 0,
-            dropped: 0,
-            errors_by_kind: BTreeMap::new(),
-            interval_requests: 0,
-            interval_errors: 0,
-            interval_dropped: 0,
-        }
+    fn arrivals(&mut self, stream: u16) -> [&mut Arrivals; 2] {
+        [
+            self.total.arrivals.entry(stream).or_insert_with(Arrivals::new),
+            self.interval.arrivals.entry(stream).or_insert_with(Arrivals::new),
+        ]
     }
 }
 
@@ -128,18 +312,17 @@ struct OpRecorder {
 pub struct IntervalSnapshot {
     /// The operation.
     pub operation: Operation,
-    /// Corrected latency within the interval.
-    pub latency: Histogram<u64>,
-    /// Service time within the interval.
-    pub service: Histogram<u64>,
-    /// Requests completed.
-    pub requests: u64,
-    /// Of which failed.
-    pub errors: u64,
-    /// Arrivals dropped.
-    pub dropped: u64,
+    /// What it measured within the interval.
+    pub measured: Measured,
     /// Calls in flight at the end of the interval.
     pub in_flight: i64,
+}
+
+impl std::ops::Deref for IntervalSnapshot {
+    type Target = Measured;
+    fn deref(&self) -> &Measured {
+        &self.measured
+    }
 }
 
 /// One operation's totals.
@@ -147,18 +330,15 @@ pub struct IntervalSnapshot {
 pub struct OperationTotals {
     /// The operation.
     pub operation: Operation,
-    /// Corrected latency over the run.
-    pub latency: Histogram<u64>,
-    /// Service time over the run.
-    pub service: Histogram<u64>,
-    /// Requests completed.
-    pub requests: u64,
-    /// Of which failed.
-    pub errors: u64,
-    /// Arrivals dropped.
-    pub dropped: u64,
-    /// Failures by kind.
-    pub errors_by_kind: BTreeMap<ErrorKind, u64>,
+    /// What it measured over the run.
+    pub measured: Measured,
+}
+
+impl std::ops::Deref for OperationTotals {
+    type Target = Measured;
+    fn deref(&self) -> &Measured {
+        &self.measured
+    }
 }
 
 /// Shared by every virtual user and the per-second sampler.
@@ -188,7 +368,7 @@ impl Recorder {
     pub fn new() -> Self {
         let ops = Operation::ALL
             .iter()
-            .map(|_| OpRecorder { state: Mutex::new(OpState::new()), in_flight: AtomicI64::new(0) })
+            .map(|_| OpRecorder { state: Mutex::new(OpState::default()), in_flight: AtomicI64::new(0) })
             .collect();
         Self { ops }
     }
@@ -208,36 +388,52 @@ impl Recorder {
         InFlight(counter)
     }
 
-    /// Records a finished request: intended start, actual send, completion.
+    /// Records a finished request of `stream`: intended start, actual send, completion, outcome.
     pub fn record(
         &self,
         operation: Operation,
+        stream: u16,
         intended: Instant,
         sent: Instant,
         done: Instant,
-        error: Option<ErrorKind>,
+        outcome: Outcome,
     ) {
         let latency = micros(done.saturating_duration_since(intended));
         let service = micros(done.saturating_duration_since(sent));
-        let mut s = self.lock(operation);
-        s.latency.saturating_record(latency);
-        s.service.saturating_record(service);
-        s.interval_latency.saturating_record(latency);
-        s.interval_service.saturating_record(service);
-        s.requests += 1;
-        s.interval_requests += 1;
-        if let Some(kind) = error {
-            s.errors += 1;
-            s.interval_errors += 1;
-            *s.errors_by_kind.entry(kind).or_default() += 1;
+        let key = SeriesKey { stream, status: outcome.status, expected: outcome.error.is_none() };
+        let mut guard = self.lock(operation);
+        let s = &mut *guard;
+        for measured in [&mut s.total, &mut s.interval] {
+            let series = measured.series.entry(key).or_insert_with(Series::new);
+            series.latency.saturating_record(latency);
+            series.service.saturating_record(service);
+            series.requests += 1;
+            series.checks_failed += u64::from(!outcome.check);
+        }
+        if let Some(kind) = outcome.error {
+            *s.interval.errors_by_kind.entry(kind.clone()).or_default() += 1;
+            *s.total.errors_by_kind.entry(kind).or_default() += 1;
         }
     }
 
-    /// Records an arrival that found no free virtual user in time.
-    pub fn record_dropped(&self, operation: Operation) {
+    /// Records an arrival of `stream` coming due (open model).
+    pub fn record_scheduled(&self, operation: Operation, stream: u16) {
         let mut s = self.lock(operation);
-        s.dropped += 1;
-        s.interval_dropped += 1;
+        for arrivals in s.arrivals(stream) {
+            arrivals.scheduled += 1;
+        }
+    }
+
+    /// Records an arrival that no virtual user started in time, `lateness` after it was due;
+    /// `pool_full` when every user of its stream was busy as it came due.
+    pub fn record_dropped(&self, operation: Operation, stream: u16, lateness: Duration, pool_full: bool) {
+        let lateness = micros(lateness);
+        let mut s = self.lock(operation);
+        for arrivals in s.arrivals(stream) {
+            arrivals.dropped += 1;
+            arrivals.dropped_pool_full += u64::from(pool_full);
+            arrivals.unserved.saturating_record(lateness);
+        }
     }
 
     /// Takes and resets every operation's interval.
@@ -246,16 +442,8 @@ impl Recorder {
             .iter()
             .map(|&operation| {
                 let in_flight = self.op(operation).in_flight.load(Ordering::Relaxed);
-                let mut s = self.lock(operation);
-                IntervalSnapshot {
-                    operation,
-                    latency: std::mem::replace(&mut s.interval_latency, new_histogram()),
-                    service: std::mem::replace(&mut s.interval_service, new_histogram()),
-                    requests: std::mem::take(&mut s.interval_requests),
-                    errors: std::mem::take(&mut s.interval_errors),
-                    dropped: std::mem::take(&mut s.interval_dropped),
-                    in_flight,
-                }
+                let measured = std::mem::take(&mut self.lock(operation).interval);
+                IntervalSnapshot { operation, measured, in_flight }
             })
             .collect()
     }
@@ -264,18 +452,7 @@ impl Recorder {
     pub fn totals(&self) -> Vec<OperationTotals> {
         Operation::ALL
             .iter()
-            .map(|&operation| {
-                let s = self.lock(operation);
-                OperationTotals {
-                    operation,
-                    latency: s.latency.clone(),
-                    service: s.service.clone(),
-                    requests: s.requests,
-                    errors: s.errors,
-                    dropped: s.dropped,
-                    errors_by_kind: s.errors_by_kind.clone(),
-                }
-            })
+            .map(|&operation| OperationTotals { operation, measured: self.lock(operation).total.clone() })
             .collect()
     }
 }
@@ -290,28 +467,36 @@ mod tests {
         let intended = Instant::now();
         let sent = intended + Duration::from_millis(900);
         let done = sent + Duration::from_millis(100);
-        recorder.record(Operation::Stat, intended, sent, done, None);
+        recorder.record(Operation::Stat, 0, intended, sent, done, Outcome::ok(0));
         recorder.record(
             Operation::Stat,
+            0,
             intended,
             intended,
             intended + Duration::from_millis(2),
-            Some("HTTP 503".into()),
+            Outcome::failed(503, "HTTP 503"),
         );
-        recorder.record_dropped(Operation::Stat);
+        recorder.record_scheduled(Operation::Stat, 0);
+        recorder.record_dropped(Operation::Stat, 0, Duration::from_millis(300), true);
         let totals = &recorder.totals()[Operation::Stat.index()];
-        assert_eq!(totals.requests, 2);
-        assert_eq!(totals.errors, 1);
-        assert_eq!(totals.dropped, 1);
+        assert_eq!(totals.requests(), 2);
+        assert_eq!(totals.errors(), 1);
+        assert_eq!(totals.checks_failed(), 1);
+        assert_eq!((totals.scheduled(), totals.dropped(), totals.dropped_pool_full()), (1, 1, 1));
         assert_eq!(totals.errors_by_kind["HTTP 503"], 1);
-        let max_latency = totals.latency.max() as f64;
-        let max_service = totals.service.max() as f64;
+        let max_latency = totals.latency().max() as f64;
+        let max_service = totals.service().max() as f64;
         assert!((max_latency - 1_000_000.0).abs() / 1e6 < 0.001, "{max_latency}");
         assert!((max_service - 100_000.0).abs() / 1e5 < 0.001, "{max_service}");
+        assert_eq!(totals.latency().len(), 1, "the failed request is kept out of the default figures");
+        assert_eq!(totals.failed_latency().len(), 1);
+        assert_eq!(totals.all_arrivals().len(), 3, "served, failed and dropped arrivals");
+        let unserved = totals.unserved().max() as f64;
+        assert!((unserved - 300_000.0).abs() / 3e5 < 0.001, "{unserved}");
         let interval = &recorder.take_intervals()[Operation::Stat.index()];
-        assert_eq!((interval.requests, interval.errors, interval.dropped), (2, 1, 1));
+        assert_eq!((interval.requests(), interval.errors(), interval.dropped()), (2, 1, 1));
         let again = &recorder.take_intervals()[Operation::Stat.index()];
-        assert_eq!((again.requests, again.latency.len()), (0, 0), "intervals reset");
+        assert!(again.is_empty(), "intervals reset");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! a failure. A crash leaves the `.partial` folder, readable up to its last second.
 //!
 //! Contents: `run.json` (plan, versions, machine, outcome), `summary.json`, `timeseries.csv` (one
-//! row per operation and second), `hdr/<operation>.{latency,service}.hlog` (HdrHistogram interval
-//! logs, microseconds), `logs/` (the services' output, when the harness started them).
+//! row per operation and second), `hdr/<operation>.{latency,service,unserved}.hlog` (HdrHistogram
+//! interval logs, microseconds, each interval with its true start and length; `unserved` holds
+//! how late dropped arrivals were), `logs/` (the services' output, when the harness started
+//! them).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,9 +22,23 @@ use serde::Serialize;
 
 use crate::recorder::{IntervalSnapshot, Operation};
 
-/// The columns of `timeseries.csv`.
+/// The columns of `timeseries.csv`: `t_s` is the interval's number (its end, in whole seconds
+/// of the schedule), `interval_s` its true length; latencies are the expected responses'.
 pub const TIMESERIES_HEADER: &str = "t_s,operation,target_rate,requests,errors,dropped,in_flight,\
-latency_p50_ms,latency_p95_ms,latency_p99_ms,latency_max_ms,service_p50_ms,service_p95_ms,service_p99_ms";
+latency_p50_ms,latency_p95_ms,latency_p99_ms,latency_max_ms,service_p50_ms,service_p95_ms,service_p99_ms,\
+scheduled,interval_s";
+
+/// One sampled interval: its number (1 for the first second) and its true start (since the
+/// schedules' start) and length, which a stalled ticker or the run's end make differ from 1 s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// 1-based number.
+    pub second: u64,
+    /// Start, since the schedules' start.
+    pub start: Duration,
+    /// Length.
+    pub length: Duration,
+}
 
 /// A results folder being written.
 pub struct ResultsDir {
@@ -104,40 +120,48 @@ impl ResultsDir {
         write_json_atomically(&self.partial_path.join(name), value)
     }
 
-    /// Appends one second of every active operation: a time-series row and an interval in each
-    /// HDR log. `t` is the interval's end, seconds since the base time.
+    /// Appends one interval of every active operation: a time-series row and an interval in each
+    /// HDR log (`unserved` only for operations with dropped arrivals in it).
     pub fn write_interval(
         &mut self,
-        t: f64,
+        interval: &Interval,
         snapshots: &[IntervalSnapshot],
         targets: &BTreeMap<Operation, f64>,
     ) -> std::io::Result<()> {
+        let (start, length) = (interval.start.as_secs_f64(), interval.length.as_secs_f64());
         for s in snapshots {
             let target = targets.get(&s.operation).copied();
-            if s.requests == 0 && s.dropped == 0 && s.in_flight == 0 && target.is_none() {
+            let (requests, dropped) = (s.requests(), s.dropped());
+            if requests == 0 && dropped == 0 && s.in_flight == 0 && target.is_none() && s.scheduled() == 0 {
                 continue;
             }
+            let (latency, service) = (s.latency(), s.service());
             let ms =
                 |h: &Histogram<u64>, q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 };
             writeln!(
                 self.timeseries,
-                "{t:.0},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
+                "{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},{length:.3}",
+                interval.second,
                 s.operation.name(),
                 target.map_or(String::new(), |r| format!("{r:.3}")),
-                s.requests,
-                s.errors,
-                s.dropped,
+                requests,
+                s.errors(),
+                dropped,
                 s.in_flight,
-                ms(&s.latency, 0.5),
-                ms(&s.latency, 0.95),
-                ms(&s.latency, 0.99),
-                if s.latency.is_empty() { 0.0 } else { s.latency.max() as f64 / 1000.0 },
-                ms(&s.service, 0.5),
-                ms(&s.service, 0.95),
-                ms(&s.service, 0.99),
+                ms(&latency, 0.5),
+                ms(&latency, 0.95),
+                ms(&latency, 0.99),
+                if latency.is_empty() { 0.0 } else { latency.max() as f64 / 1000.0 },
+                ms(&service, 0.5),
+                ms(&service, 0.95),
+                ms(&service, 0.99),
+                s.scheduled(),
             )?;
-            self.write_hdr(s.operation, "latency", t - 1.0, &s.latency)?;
-            self.write_hdr(s.operation, "service", t - 1.0, &s.service)?;
+            self.write_hdr(s.operation, "latency", start, length, &latency)?;
+            self.write_hdr(s.operation, "service", start, length, &service)?;
+            if dropped > 0 {
+                self.write_hdr(s.operation, "unserved", start, length, &s.unserved())?;
+            }
         }
         self.timeseries.flush()?;
         for log in self.hdr.values_mut() {
@@ -146,7 +170,14 @@ impl ResultsDir {
         Ok(())
     }
 
-    fn write_hdr(&mut self, op: Operation, kind: &'static str, start: f64, h: &Histogram<u64>) -> std::io::Result<()> {
+    fn write_hdr(
+        &mut self,
+        op: Operation,
+        kind: &'static str,
+        start: f64,
+        length: f64,
+        h: &Histogram<u64>,
+    ) -> std::io::Result<()> {
         if !self.hdr.contains_key(&(op, kind)) {
             let path = self.partial_path.join("hdr").join(format!("{}.{kind}.hlog", op.slug()));
             let mut log = BufWriter::new(File::create(path)?);
@@ -165,7 +196,7 @@ impl ResultsDir {
         let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
         let max_ms = if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 };
         let log = self.hdr.get_mut(&(op, kind)).expect("inserted above");
-        writeln!(log, "{:.3},{:.3},{max_ms:.3},{encoded}", start.max(0.0), 1.0)
+        writeln!(log, "{:.3},{length:.3},{max_ms:.3},{encoded}", start.max(0.0))
     }
 
     /// Flushes everything and renames the folder to its final name.
@@ -232,7 +263,7 @@ pub fn seconds(s: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorder::{Recorder, new_histogram};
+    use crate::recorder::{Outcome, Recorder, new_histogram};
 
     #[test]
     fn a_stale_partial_folder_is_never_reused() {
@@ -256,10 +287,12 @@ mod tests {
         let recorder = Recorder::new();
         let now = tokio::time::Instant::now();
         for ms in [1u64, 2, 3, 400] {
-            recorder.record(Operation::Stat, now, now, now + Duration::from_millis(ms), None);
+            recorder.record(Operation::Stat, 0, now, now, now + Duration::from_millis(ms), Outcome::ok(0));
         }
         let targets = BTreeMap::from([(Operation::Stat, 4.0)]);
-        dir.write_interval(1.0, &recorder.take_intervals(), &targets).unwrap();
+        // A stalled ticker: the interval started at 0 s and lasted 1.25 s.
+        let stretched = Interval { second: 1, start: Duration::ZERO, length: Duration::from_millis(1250) };
+        dir.write_interval(&stretched, &recorder.take_intervals(), &targets).unwrap();
         dir.write_json("summary.json", &serde_json::json!({"ok": true})).unwrap();
         let final_path = dir.finish().unwrap();
         assert_eq!(final_path, path);
@@ -272,7 +305,11 @@ mod tests {
         }
         assert_eq!(intervals[0].1.max(), expected.max());
         let csv = std::fs::read_to_string(path.join("timeseries.csv")).unwrap();
-        assert!(csv.lines().nth(1).unwrap().starts_with("1,OnMessage stat,4.000,4,0,0,0,"), "{csv}");
+        let row = csv.lines().nth(1).unwrap();
+        assert!(row.starts_with("1,OnMessage stat,4.000,4,0,0,0,") && row.ends_with(",0,1.250"), "{csv}");
+        let log = std::fs::read_to_string(path.join("hdr/onmessage-stat.latency.hlog")).unwrap();
+        let line = log.lines().find(|l| !l.starts_with('#') && !l.starts_with('"')).unwrap();
+        assert!(line.starts_with("0.000,1.250,"), "the interval's true length: {line}");
         assert!(ResultsDir::create(&path).is_err(), "an existing folder is never overwritten");
     }
 }

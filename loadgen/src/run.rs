@@ -23,10 +23,11 @@ use crate::plan::{AuthPlan, Plan, Target};
 use crate::recorder::{Operation, Recorder};
 use crate::report::Formats;
 use crate::report::analysis::Limits;
-use crate::results::ResultsDir;
+use crate::results::{Interval, ResultsDir};
 use crate::scenario::OperationKind;
-use crate::summary::{self, Summary, TotalsSource};
-use crate::threshold;
+use crate::stop::{Stop, StopReason};
+use crate::summary::{self, Summary};
+use crate::threshold::{self, Measurements, live::LiveJudge};
 use crate::workload::{RestAuth, Workload};
 
 /// Why a run failed (as opposed to finishing with failed thresholds).
@@ -47,8 +48,8 @@ pub enum RunError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// Ctrl-C before the load started.
-    #[error("interrupted (Ctrl-C) before the load started")]
+    /// A signal (Ctrl-C, SIGTERM) before the load started.
+    #[error("interrupted by a signal before the load started")]
     Interrupted,
 }
 
@@ -59,6 +60,8 @@ pub struct RunOutput {
     pub summary: Summary,
     /// The results folder.
     pub folder: PathBuf,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<StopReason>,
 }
 
 /// `run.json`: what ran, where, with what, and how it ended.
@@ -137,10 +140,11 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     results.write_json("run.json", &info)?;
     eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
 
-    // Until goose takes over Ctrl-C for the run, a Ctrl-C abandons the setup cleanly.
+    // A signal during the setup abandons it cleanly (the folder is still completed).
+    let signalled = crate::stop::signalled();
     let prepared = tokio::select! {
         prepared = prepare(&plan, &results) => prepared,
-        _ = tokio::signal::ctrl_c() => Err(RunError::Interrupted),
+        () = signalled.cancelled() => Err(RunError::Interrupted),
     };
     let (environment, workload, endpoints) = match prepared {
         Ok(parts) => parts,
@@ -160,19 +164,24 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let targets = summary::target_rates(&streams);
     let used = summary::used_operations(&streams);
     let provisioned = environment.is_some();
-    let stop = CancellationToken::new();
+    let stop = Stop::new();
+    let on_signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            signalled.cancelled().await;
+            stop.stop(StopReason::Signal);
+        })
+    };
     let watch_stop = CancellationToken::new();
-    let died = CancellationToken::new();
     let watcher = environment.map(|mut env| {
-        let (stop, watch_stop, died) = (stop.clone(), watch_stop.clone(), died.clone());
+        let (stop, watch_stop) = (stop.clone(), watch_stop.clone());
         tokio::spawn(async move {
             let death = env.watch_for_deaths(watch_stop).await;
             if let Some(message) = &death {
                 eprintln!("gauntlet: {message}; stopping the run");
-                died.cancel();
-                stop.cancel();
+                stop.stop(StopReason::ServiceDied(message.clone()));
             }
-            (env, death)
+            env
         })
     });
 
@@ -192,13 +201,18 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
             profile::take_profiles(services, started, window, dir, stop).await
         })
     });
+    let stream_names: Vec<String> = streams.iter().map(|s| s.name.clone()).collect();
     let sampler = tokio::spawn(sample_every_second(
         results,
-        workload.recorder.clone(),
-        targets.clone(),
+        Sampling {
+            recorder: workload.recorder.clone(),
+            targets: targets.clone(),
+            total: plan.duration(),
+            quiet: plan.quiet,
+            judge: LiveJudge::new(&plan.scenario.thresholds, stream_names.clone()),
+            stop: stop.clone(),
+        },
         gate.clone(),
-        plan.duration(),
-        plan.quiet,
         sampler_done.clone(),
     ));
     let outcome = Box::pin(engine::run(
@@ -214,7 +228,8 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     ))
     .await;
     sampler_done.cancel();
-    let results = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    on_signal.abort();
+    let (results, judge) = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     let observer = observing.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     let (log, database_end) = finish_observing(observer).await;
     let profile_notes = match profiling {
@@ -223,12 +238,15 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     };
 
     watch_stop.cancel();
-    let (environment, death) = match watcher {
+    let environment = match watcher {
         Some(task) => match task.await {
-            Ok((env, death)) => (Some(env), death),
-            Err(e) => (None, Some(format!("service watcher failed: {e}"))),
+            Ok(env) => Some(env),
+            Err(e) => {
+                stop.stop(StopReason::ServiceDied(format!("service watcher failed: {e}")));
+                None
+            }
         },
-        None => (None, None),
+        None => None,
     };
     let shutdown_notes = match environment {
         Some(env) => env.shutdown().await,
@@ -236,7 +254,12 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     };
 
     let outcome = outcome?;
-    let interrupted = death.or(outcome.interrupted.clone());
+    let stopped = stop.reason().or(outcome.stopped.clone());
+    let (interrupted, aborted) = match &stopped {
+        Some(StopReason::Threshold(which)) => (None, Some(which.clone())),
+        Some(reason) => (Some(reason.to_string()), None),
+        None => (None, None),
+    };
     let totals = workload.recorder.totals();
     let resources = digest::resources(&log);
     let database = (database_end.is_some() || !metrics_urls.is_empty()).then(|| {
@@ -251,8 +274,22 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     if let Some(generator) = resources.components.get(digest::GENERATOR) {
         extras.insert("loadgen_cpu", generator.cpu_percent_max);
     }
-    let source = TotalsSource { totals: &totals, extras };
-    let thresholds = threshold::evaluate(&plan.scenario.thresholds, &source);
+    let source = Measurements {
+        operations: totals.iter().map(|t| (t.operation, &t.measured)).collect(),
+        streams: &stream_names,
+        seconds: outcome.elapsed.as_secs_f64(),
+        extras,
+    };
+    let mut thresholds = threshold::evaluate(&plan.scenario.thresholds, &source, &judge.window_results());
+    for result in &mut thresholds {
+        result.aborted = aborted.as_deref() == Some(&format!("{} {}", result.metric, result.expression));
+    }
+    let operations = summary::operations(&totals, &used, &targets, outcome.elapsed);
+    let mut warnings = summary::load_warnings(&operations, &plan.stream_plans());
+    warnings.extend(digest::warnings(&resources));
+    for warning in &warnings {
+        eprintln!("gauntlet: {warning}");
+    }
     let service_names: Vec<String> = metrics_urls.into_keys().collect();
     let profiles = profile_listing(&results, &service_names, plan.scenario.profile.is_some(), profile_notes);
     let summary = Summary {
@@ -260,10 +297,11 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         duration_s: outcome.elapsed.as_secs_f64(),
         planned_duration_s: plan.duration().as_secs_f64(),
         interrupted: interrupted.clone(),
-        operations: summary::operations(&totals, &used, &targets, outcome.elapsed),
-        passed: interrupted.is_none() && thresholds.iter().all(|t| t.passed),
+        passed: interrupted.is_none() && aborted.is_none() && thresholds.iter().all(|t| t.passed),
+        aborted,
+        operations,
         thresholds,
-        warnings: digest::warnings(&resources),
+        warnings,
         services: digest::services(&log, &service_names),
         resources: Some(resources),
         database,
@@ -286,7 +324,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         eprintln!("gauntlet: the report could not be rendered: {e} (render it later with `loadgen report`)");
     }
     let folder = results.finish()?;
-    Ok(RunOutput { summary, folder })
+    Ok(RunOutput { summary, folder, stopped })
 }
 
 type Prepared = (Option<Provisioned>, Arc<Workload>, Endpoints);
@@ -498,46 +536,66 @@ async fn seed_users(
     Ok(())
 }
 
-/// Every second from the schedules' start: time series, HDR intervals, progress line.
-async fn sample_every_second(
-    mut results: ResultsDir,
+/// What the per-second sampler works with.
+struct Sampling {
     recorder: Arc<Recorder>,
     targets: BTreeMap<Operation, f64>,
-    gate: Arc<engine::StartGate>,
     total: Duration,
     quiet: bool,
+    judge: LiveJudge,
+    stop: Stop,
+}
+
+/// Every second from the schedules' start: time series, HDR intervals with their true start
+/// and length, the live thresholds, the progress line.
+async fn sample_every_second(
+    mut results: ResultsDir,
+    mut sampling: Sampling,
+    gate: Arc<engine::StartGate>,
     done: CancellationToken,
-) -> std::io::Result<ResultsDir> {
-    let Some(started) = gate.opened(&done).await else { return Ok(results) };
+) -> std::io::Result<(ResultsDir, LiveJudge)> {
+    let Some(started) = gate.opened(&done).await else { return Ok((results, sampling.judge)) };
     results.set_base_time(SystemTime::now() + started.saturating_duration_since(Instant::now()));
-    if !quiet {
+    if !sampling.quiet {
         eprintln!("gauntlet: every virtual user has started; load begins");
     }
     tokio::time::sleep_until(started).await;
-    recorder.take_intervals(); // nothing before the start belongs to the run
+    sampling.recorder.take_intervals(); // nothing before the start belongs to the run
     let mut ticker = tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
-    let mut second = 0u64;
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let scheduled_seconds = sampling.total.as_secs_f64().ceil() as u64;
+    let (mut second, mut previous) = (0u64, started);
     loop {
         let finished = tokio::select! {
             _ = ticker.tick() => false,
             () = done.cancelled() => true,
         };
+        let now = Instant::now();
         second += 1;
-        let snapshots = recorder.take_intervals();
-        let live_targets = if Duration::from_secs(second) <= total + Duration::from_secs(1) {
-            targets.clone()
-        } else {
-            BTreeMap::new()
+        let snapshots = sampling.recorder.take_intervals();
+        let interval = Interval {
+            second,
+            start: previous.saturating_duration_since(started),
+            length: now.saturating_duration_since(previous),
         };
-        results.write_interval(second as f64, &snapshots, &live_targets)?;
-        if !quiet {
+        previous = now;
+        // Only the seconds of the schedule carry a target (the drain after it carries none).
+        let live_targets = if second <= scheduled_seconds { sampling.targets.clone() } else { BTreeMap::new() };
+        results.write_interval(&interval, &snapshots, &live_targets)?;
+        if let Some(which) = sampling.judge.second(&snapshots, interval.length.as_secs_f64()) {
+            if !sampling.stop.is_stopped() {
+                eprintln!("gauntlet: threshold {which} failed (abortOnFail); stopping the run");
+            }
+            sampling.stop.stop(StopReason::Threshold(which));
+        }
+        if !sampling.quiet {
             eprintln!(
                 "{}",
-                crate::terminal::progress_line(Duration::from_secs(second), total, &snapshots, &live_targets)
+                crate::terminal::progress_line(Duration::from_secs(second), sampling.total, &snapshots, &live_targets)
             );
         }
-        if finished || Duration::from_secs(second) > total + Duration::from_secs(30) {
-            return Ok(results);
+        if finished || Duration::from_secs(second) > sampling.total + Duration::from_secs(30) {
+            return Ok((results, sampling.judge));
         }
     }
 }

@@ -148,12 +148,47 @@ pub struct Stream {
     /// Virtual users allocated before the run (arrival-rate executors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_allocated_vus: Option<u32>,
-    /// The most iterations in flight at once (arrival-rate executors).
+    /// The most iterations in flight at once (arrival-rate executors): a number, or `auto`
+    /// (the peak rate × the stream's latency limit, see [`crate::executor::auto_pool`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_vus: Option<u32>,
+    pub max_vus: Option<MaxVus>,
     /// Operations and their weights.
     #[serde(deserialize_with = "operations")]
     pub operations: BTreeMap<OperationKind, u32>,
+}
+
+/// `max_vus`: a number of virtual users, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxVus {
+    /// This many.
+    Count(u32),
+    /// Sized from the rate and the latency limit.
+    Auto,
+}
+
+impl Serialize for MaxVus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxVus::Count(n) => s.serialize_u32(*n),
+            MaxVus::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxVus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Count(u32),
+            Text(String),
+        }
+        match Written::deserialize(d) {
+            Ok(Written::Count(n)) => Ok(MaxVus::Count(n)),
+            Ok(Written::Text(t)) if t == "auto" => Ok(MaxVus::Auto),
+            _ => Err(serde::de::Error::custom("`max_vus` must be a number of virtual users or auto")),
+        }
+    }
 }
 
 /// k6's executor names.
@@ -236,9 +271,10 @@ mod optional_duration_text {
 }
 
 impl Stream {
-    /// The validated executor; `duration` is the scenario's, for constant executors.
-    pub fn executor(&self, duration: Duration) -> Result<Executor, String> {
-        Executor::from_stream(self, duration)
+    /// The validated executor; `duration` is the scenario's, for constant executors;
+    /// `latency_limit` sizes a `max_vus: auto` pool.
+    pub fn executor(&self, duration: Duration, latency_limit: Duration) -> Result<Executor, String> {
+        Executor::from_stream(self, duration, latency_limit)
     }
 
     /// True when every operation uses REST.
@@ -259,6 +295,9 @@ fn operations<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<OperationKind,
     }
     Ok(ops)
 }
+
+/// A stream's latency limit when no threshold gives one.
+pub const DEFAULT_LATENCY_LIMIT: Duration = Duration::from_secs(1);
 
 fn default_duration() -> Duration {
     Duration::from_secs(60)
@@ -320,10 +359,17 @@ impl Scenario {
             if !(stream.is_rest() || stream.is_grpc()) {
                 return Err(format!("streams.{name}: mixes REST and gRPC operations; use one stream for each"));
             }
-            stream.executor(self.duration).map_err(|e| format!("streams.{name}: {e}"))?;
+            stream.executor(self.duration, self.latency_limit(name)).map_err(|e| format!("streams.{name}: {e}"))?;
         }
-        for metric in self.thresholds.keys() {
-            crate::threshold::Metric::parse(metric).map_err(|e| format!("thresholds.{metric}: {e}"))?;
+        for (name, expressions) in &self.thresholds {
+            let metric = crate::threshold::Metric::parse(name).map_err(|e| format!("thresholds.{name}: {e}"))?;
+            if let Some(stream) = metric.scenario().filter(|s| !self.streams.contains_key(*s)) {
+                let known: Vec<&str> = self.streams.keys().map(String::as_str).collect();
+                return Err(format!("thresholds.{name}: unknown scenario '{stream}' (streams: {})", known.join(", ")));
+            }
+            for expr in expressions {
+                expr.check_against(&metric, name).map_err(|e| format!("thresholds.{name}: {e}"))?;
+            }
         }
         if !(0.0..=1.0).contains(&self.seed.completed_fraction) {
             return Err("seed.completed_fraction must be between 0 and 1".into());
@@ -331,11 +377,42 @@ impl Scenario {
         Ok(())
     }
 
+    /// The latency a stream's requests may take before its thresholds fail: the highest limit
+    /// of the latency thresholds (`latency`, and `http_req_duration` or `grpc_req_duration` by
+    /// the stream's protocol) that apply to it, or [`DEFAULT_LATENCY_LIMIT`].
+    pub fn latency_limit(&self, stream: &str) -> Duration {
+        use crate::threshold::{Aggregation, Comparison, Metric, MetricBase};
+        let Some(s) = self.streams.get(stream) else { return DEFAULT_LATENCY_LIMIT };
+        let mut limit_ms: Option<f64> = None;
+        for (name, expressions) in &self.thresholds {
+            let Ok(metric) = Metric::parse(name) else { continue };
+            let protocol = match metric.base {
+                MetricBase::Latency | MetricBase::ServiceTime => true,
+                MetricBase::HttpReqDuration => s.is_rest(),
+                MetricBase::GrpcReqDuration => s.is_grpc(),
+                _ => false,
+            };
+            if !protocol || metric.scenario().is_some_and(|n| n != stream) {
+                continue;
+            }
+            for e in expressions {
+                let latency = matches!(
+                    e.aggregation,
+                    Aggregation::Percentile(_) | Aggregation::Avg | Aggregation::Med | Aggregation::Max
+                );
+                if latency && matches!(e.comparison, Comparison::Lt | Comparison::Le) {
+                    limit_ms = Some(limit_ms.map_or(e.limit, |l: f64| l.max(e.limit)));
+                }
+            }
+        }
+        limit_ms.map_or(DEFAULT_LATENCY_LIMIT, |ms| Duration::from_secs_f64(ms.max(1.0) / 1000.0))
+    }
+
     /// How long the load lasts: the longest stream.
     pub fn load_duration(&self) -> Duration {
         self.streams
             .values()
-            .filter_map(|s| s.executor(self.duration).ok())
+            .filter_map(|s| s.executor(self.duration, DEFAULT_LATENCY_LIMIT).ok())
             .map(|e| e.duration())
             .max()
             .unwrap_or(self.duration)
@@ -445,6 +522,10 @@ thresholds:
         assert!(e.contains("streams.events") && e.contains("mixes"), "{e}");
         let e = error(&GOOD.replace("http_req_duration", "http_req_durations"));
         assert!(e.contains("thresholds.http_req_durations"), "{e}");
+        let e = error(&GOOD.replace("http_req_duration:", "'http_req_duration{scenario:apii}':"));
+        assert!(e.contains("unknown scenario 'apii'") && e.contains("streams: api, events"), "{e}");
+        let e = error(&GOOD.replace("'p(95)<300'", "'rate<0.01'"));
+        assert!(e.contains("'rate<0.01' does not apply to http_req_duration"), "{e}");
     }
 
     #[test]

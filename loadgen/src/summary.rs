@@ -1,6 +1,7 @@
-//! `summary.json`: per operation, target and achieved rates, counts, and corrected and service
-//! time percentiles; the thresholds' outcomes. Built from the recorder's totals and the plan, and
-//! the source thresholds are evaluated against.
+//! `summary.json`: per operation, target and achieved rates, every scheduled arrival accounted
+//! for (requests + dropped), corrected and service-time percentiles of the expected responses,
+//! of the failed ones, of the dropped arrivals' lateness and of all arrivals; the thresholds'
+//! outcomes. Built from the recorder's totals and the plan.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::StreamPlan;
 use crate::observe::digest::{Database, Resources, SeriesStats};
-use crate::recorder::{Operation, OperationTotals, new_histogram};
+use crate::recorder::{Operation, OperationTotals};
 use crate::scenario::OperationKind;
-use crate::threshold::{Aggregation, Metric, MetricBase, MetricSource, ThresholdResult};
+use crate::threshold::ThresholdResult;
 
 /// Percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -57,24 +58,55 @@ impl Percentiles {
 pub struct OperationSummary {
     /// Planned arrivals per second (open model), or None (closed model, or follow-up requests).
     pub target_rate: Option<f64>,
-    /// Completed requests per second of load.
+    /// Completed requests per second of load scheduled.
     pub achieved_rate: f64,
+    /// Arrivals that came due (open model): each one is a request or a dropped arrival.
+    #[serde(default)]
+    pub scheduled: Option<u64>,
     /// Completed requests.
     pub requests: u64,
     /// Failed requests.
     pub errors: u64,
     /// `errors / requests`.
     pub error_rate: f64,
-    /// Arrivals dropped for lack of a free virtual user.
+    /// Requests whose check (expected status, body shape) failed.
+    #[serde(default)]
+    pub checks_failed: u64,
+    /// Arrivals dropped: no virtual user started them within `max_lateness`.
     pub dropped: u64,
-    /// `dropped / (requests + dropped)`.
-    pub dropped_rate: f64,
+    /// `dropped / scheduled`.
+    #[serde(alias = "dropped_rate")]
+    pub dropped_ratio: f64,
+    /// Of the dropped, those that came due while every virtual user of their stream was busy
+    /// (the pool was exhausted; the others found a free user the generator was too slow to run).
+    #[serde(default)]
+    pub dropped_pool_full: u64,
     /// Failures by kind (`HTTP 503`, `gRPC ResourceExhausted`, `timeout`, …).
     pub errors_by_kind: BTreeMap<String, u64>,
-    /// Latency from the intended start (coordinated omission corrected), ms.
+    /// Latency from the intended start (coordinated omission corrected) of the expected
+    /// responses, ms.
     pub latency_ms: Percentiles,
-    /// Service time from the actual send, ms.
+    /// The expected responses' own durations, from the send, ms.
     pub service_time_ms: Percentiles,
+    /// Latency of the failed requests, ms (when there were any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_latency_ms: Option<Percentiles>,
+    /// How late the dropped arrivals were when dropped, ms (when there were any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unserved_ms: Option<Percentiles>,
+    /// Every arrival: latency of each one served (failed or not), lateness of each one dropped,
+    /// ms (open model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_arrivals_ms: Option<Percentiles>,
+}
+
+impl OperationSummary {
+    /// `requests + dropped` when it differs from `scheduled` (an arrival unaccounted for).
+    pub fn accounting_gap(&self) -> Option<i64> {
+        let scheduled = self.scheduled?;
+        let gap = scheduled as i64 - (self.requests + self.dropped) as i64;
+        (gap != 0).then_some(gap)
+    }
 }
 
 /// The whole run's summary.
@@ -88,11 +120,14 @@ pub struct Summary {
     pub planned_duration_s: f64,
     /// Why the run ended early, if it did.
     pub interrupted: Option<String>,
+    /// The threshold that stopped the run (`abortOnFail`), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<String>,
     /// Per operation, by name; operations the run did not use are left out.
     pub operations: BTreeMap<String, OperationSummary>,
     /// Threshold outcomes.
     pub thresholds: Vec<ThresholdResult>,
-    /// True when every threshold passed and the run was not interrupted.
+    /// True when every threshold passed and the run was neither interrupted nor aborted.
     pub passed: bool,
     /// What the reader must not miss (a saturated generator or machine).
     #[serde(default)]
@@ -154,7 +189,7 @@ pub fn used_operations(streams: &[StreamPlan]) -> Vec<Operation> {
     ops
 }
 
-/// Builds the per-operation summaries.
+/// Builds the per-operation summaries; rates divide by the seconds of load scheduled.
 pub fn operations(
     totals: &[OperationTotals],
     used: &[Operation],
@@ -166,17 +201,25 @@ pub fn operations(
         .iter()
         .filter(|t| used.contains(&t.operation))
         .map(|t| {
+            let (requests, errors, dropped, scheduled) = (t.requests(), t.errors(), t.dropped(), t.scheduled());
+            let open = !t.arrivals.is_empty();
             let summary = OperationSummary {
                 target_rate: targets.get(&t.operation).copied(),
-                achieved_rate: t.requests as f64 / seconds,
-                requests: t.requests,
-                errors: t.errors,
-                error_rate: ratio(t.errors, t.requests),
-                dropped: t.dropped,
-                dropped_rate: ratio(t.dropped, t.requests + t.dropped),
+                achieved_rate: requests as f64 / seconds,
+                scheduled: open.then_some(scheduled),
+                requests,
+                errors,
+                error_rate: ratio(errors, requests),
+                checks_failed: t.checks_failed(),
+                dropped,
+                dropped_ratio: ratio(dropped, scheduled),
+                dropped_pool_full: t.dropped_pool_full(),
                 errors_by_kind: t.errors_by_kind.clone(),
-                latency_ms: Percentiles::of(&t.latency),
-                service_time_ms: Percentiles::of(&t.service),
+                latency_ms: Percentiles::of(&t.latency()),
+                service_time_ms: Percentiles::of(&t.service()),
+                failed_latency_ms: (errors > 0).then(|| Percentiles::of(&t.failed_latency())),
+                unserved_ms: (dropped > 0).then(|| Percentiles::of(&t.unserved())),
+                all_arrivals_ms: open.then(|| Percentiles::of(&t.all_arrivals())),
             };
             (t.operation.name().to_owned(), summary)
         })
@@ -187,88 +230,33 @@ fn ratio(part: u64, whole: u64) -> f64 {
     if whole == 0 { 0.0 } else { part as f64 / whole as f64 }
 }
 
-/// Thresholds read the recorder's totals (and, for resource metrics, the extras given).
-#[derive(Debug)]
-pub struct TotalsSource<'a> {
-    /// The recorder's totals.
-    pub totals: &'a [OperationTotals],
-    /// Other observed values by metric base (e.g. `db_pool_busy` → max).
-    pub extras: BTreeMap<&'static str, f64>,
-}
-
-impl TotalsSource<'_> {
-    fn selected(&self, metric: &Metric, accept: impl Fn(Operation) -> bool) -> Vec<&OperationTotals> {
-        self.totals
-            .iter()
-            .filter(|t| accept(t.operation))
-            .filter(|t| metric.operation.as_deref().is_none_or(|name| name == t.operation.name()))
-            .collect()
-    }
-}
-
-fn merged(parts: &[&OperationTotals], service: bool) -> Histogram<u64> {
-    let mut h = new_histogram();
-    for part in parts {
-        let _ = h.add(if service { &part.service } else { &part.latency });
-    }
-    h
-}
-
-fn histogram_value(h: &Histogram<u64>, aggregation: Aggregation) -> Option<f64> {
-    if h.is_empty() {
-        return None;
-    }
-    let ms = |v: u64| v as f64 / 1000.0;
-    Some(match aggregation {
-        Aggregation::Percentile(p) => ms(h.value_at_quantile(p / 100.0)),
-        Aggregation::Avg => h.mean() / 1000.0,
-        Aggregation::Min => ms(h.min()),
-        Aggregation::Max => ms(h.max()),
-        Aggregation::Med => ms(h.value_at_quantile(0.5)),
-        Aggregation::Count => h.len() as f64,
-        Aggregation::Rate => return None,
-    })
-}
-
-impl MetricSource for TotalsSource<'_> {
-    fn observe(&self, metric: &Metric, aggregation: Aggregation) -> Option<f64> {
-        let any = |_: Operation| true;
-        match metric.base {
-            MetricBase::HttpReqDuration => {
-                histogram_value(&merged(&self.selected(metric, Operation::is_rest), false), aggregation)
-            }
-            MetricBase::GrpcReqDuration => {
-                histogram_value(&merged(&self.selected(metric, Operation::is_grpc), false), aggregation)
-            }
-            MetricBase::Latency => histogram_value(&merged(&self.selected(metric, any), false), aggregation),
-            MetricBase::ServiceTime => histogram_value(&merged(&self.selected(metric, any), true), aggregation),
-            MetricBase::E2eLatency => {
-                histogram_value(&merged(&self.selected(metric, |o| o == Operation::EndToEnd), false), aggregation)
-            }
-            MetricBase::HttpReqFailed | MetricBase::GrpcReqFailed => {
-                let accept =
-                    if metric.base == MetricBase::HttpReqFailed { Operation::is_rest } else { Operation::is_grpc };
-                let parts = self.selected(metric, accept);
-                let requests: u64 = parts.iter().map(|t| t.requests).sum();
-                let errors: u64 = parts.iter().map(|t| t.errors).sum();
-                match aggregation {
-                    Aggregation::Rate if requests > 0 => Some(errors as f64 / requests as f64),
-                    Aggregation::Count => Some(errors as f64),
-                    _ => None,
-                }
-            }
-            MetricBase::DroppedIterations => {
-                let parts = self.selected(metric, any);
-                let arrivals: u64 = parts.iter().map(|t| t.requests + t.dropped).sum();
-                let dropped: u64 = parts.iter().map(|t| t.dropped).sum();
-                match aggregation {
-                    Aggregation::Rate if arrivals > 0 => Some(dropped as f64 / arrivals as f64),
-                    Aggregation::Count => Some(dropped as f64),
-                    _ => None,
-                }
-            }
-            MetricBase::DbPoolBusy => self.extras.get("db_pool_busy").copied(),
-            MetricBase::LoadgenCpu => self.extras.get("loadgen_cpu").copied(),
+/// What the reader must not miss about the load itself: an arrival unaccounted for, and a
+/// generator pool that ran out of virtual users.
+pub fn load_warnings(operations: &BTreeMap<String, OperationSummary>, streams: &[StreamPlan]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (name, op) in operations {
+        if let Some(gap) = op.accounting_gap() {
+            warnings.push(format!(
+                "ARRIVALS UNACCOUNTED FOR: {name}: {} scheduled but {} requests + {} dropped ({gap:+})",
+                op.scheduled.unwrap_or_default(),
+                op.requests,
+                op.dropped
+            ));
+        }
+        if op.dropped_pool_full > 0 {
+            let pools: Vec<String> = streams
+                .iter()
+                .filter(|s| s.executor.is_open())
+                .map(|s| format!("{} {}", s.name, s.executor.pool_size()))
+                .collect();
+            warnings.push(format!(
+                "GENERATOR POOL EXHAUSTED: {name}: {} of {} dropped arrivals found every virtual user busy \
+                 (pools: {}); the drops measure the pool, not the target: raise max_vus or give max_vus: auto",
+                op.dropped_pool_full,
+                op.dropped,
+                pools.join(", ")
+            ));
         }
     }
+    warnings
 }

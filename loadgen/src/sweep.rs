@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::executor::auto_pool;
 use crate::observe::digest::GeneratorCheck;
 use crate::plan::{Plan, RunArgs};
-use crate::report::analysis::{Limits, OperationFigures, first_broken};
+use crate::report::analysis::{Limits, OperationFigures, first_broken, pool_full_share};
 use crate::report::data::RunData;
 
 /// Which searches a sweep makes.
@@ -378,14 +379,19 @@ async fn measure(
     let mut scenario = crate::scenarios::builtin(scenario).map_err(|e| e.to_string())?;
     scenario.thresholds.clear(); // the sweep judges by its limits
     scenario.profile = None;
-    let plan = Plan::new(scenario, &run_args).map_err(|e| e.to_string())?;
+    let mut plan = Plan::new(scenario, &run_args).map_err(|e| e.to_string())?;
+    if args.run.vus.is_none() {
+        size_pools(&mut plan, limits);
+    }
     let output = crate::run::execute(plan).await.map_err(|e| format!("level {}: {e}", level.label()))?;
     if let Some(reason) = &output.summary.interrupted {
         return Err(format!("level {} ended early: {reason}", level.label()));
     }
     let operations = window_stats(&out.join(&folder), args.warmup.as_secs_f64()).map_err(|e| e.to_string())?;
     let generator = output.summary.resources.as_ref().and_then(|r| r.generator);
-    let broken = judge(&operations, limits, generator);
+    let pool_full: BTreeMap<&str, f64> =
+        output.summary.operations.iter().map(|(name, op)| (name.as_str(), pool_full_share(op))).collect();
+    let broken = judge(&operations, limits, generator, &pool_full);
     eprintln!(
         "sweep:   {} → {}",
         level.label(),
@@ -394,21 +400,36 @@ async fn measure(
     Ok(LevelRecord { level, folder, passed: broken.is_none(), broken, operations })
 }
 
+/// Sizes every open-model stream's pool as `max_vus: auto` does, from its rate and the level's
+/// latency limit (the API or event p95), so the pool never decides a level by itself.
+fn size_pools(plan: &mut Plan, limits: &Limits) {
+    for (name, executor) in &mut plan.executors {
+        let Some(rate) = executor.peak_rate() else { continue };
+        let events = plan.scenario.streams.get(name).is_some_and(|s| s.is_grpc());
+        let limit_ms = if events { limits.event_p95_ms } else { limits.api_p95_ms };
+        let _ = executor.set_vus(auto_pool(rate, Duration::from_secs_f64(limit_ms / 1000.0)));
+    }
+}
+
 /// The first limit broken by the stats after the warm-up (or by a saturated generator, which
 /// makes any number from that level untrustworthy).
 pub fn judge(
     operations: &BTreeMap<String, WindowStats>,
     limits: &Limits,
     generator: Option<GeneratorCheck>,
+    pool_full: &BTreeMap<&str, f64>,
 ) -> Option<String> {
     if generator.is_some_and(|g| g.saturated) {
         return Some("the generator saturated its CPU (the level can't be measured here)".into());
     }
     let figures = operations.iter().map(|(name, op)| {
-        (
-            name.as_str(),
-            OperationFigures { error_rate: op.error_rate, dropped_rate: op.dropped_rate, p95_ms: op.p95_ms },
-        )
+        let figures = OperationFigures {
+            error_rate: op.error_rate,
+            dropped_rate: op.dropped_rate,
+            pool_full: pool_full.get(name.as_str()).copied().unwrap_or(0.0),
+            p95_ms: op.p95_ms,
+        };
+        (name.as_str(), figures)
     });
     first_broken(figures, limits)
 }
@@ -420,7 +441,15 @@ pub fn window_stats(dir: &Path, warmup_s: f64) -> Result<BTreeMap<String, Window
     let mut stats = BTreeMap::new();
     for name in run.summary.operations.keys() {
         let rows: Vec<_> = run.rows_of(name).filter(|r| r.t_s > warmup_s).collect();
-        let seconds = rows.iter().filter(|r| r.requests > 0.0 || r.target_rate.is_some()).count().max(1) as f64;
+        // Rates divide by the seconds the schedule ran (rows with a target); a closed-model or
+        // follow-up operation by the seconds it ran.
+        let scheduled: Vec<_> = rows.iter().filter(|r| r.target_rate.is_some()).collect();
+        let seconds = if scheduled.is_empty() {
+            rows.iter().filter(|r| r.requests > 0.0).map(|r| r.interval_s).sum::<f64>()
+        } else {
+            scheduled.iter().map(|r| r.interval_s).sum::<f64>()
+        }
+        .max(1.0);
         let requests: f64 = rows.iter().map(|r| r.requests).sum();
         let errors: f64 = rows.iter().map(|r| r.errors).sum();
         let dropped: f64 = rows.iter().map(|r| r.dropped).sum();

@@ -19,20 +19,21 @@ pub fn progress_line(
     let mut line = format!("[{:>4}s/{}s]", elapsed.as_secs(), total.as_secs());
     for s in snapshots {
         let target = targets.get(&s.operation);
-        if s.requests == 0 && s.dropped == 0 && s.in_flight == 0 && target.is_none() {
+        if s.requests() == 0 && s.dropped() == 0 && s.in_flight == 0 && target.is_none() {
             continue;
         }
-        let p95 = if s.latency.is_empty() { 0.0 } else { s.latency.value_at_quantile(0.95) as f64 / 1000.0 };
-        let _ = write!(line, " | {} {}", short(s.operation), s.requests);
+        let latency = s.latency();
+        let p95 = if latency.is_empty() { 0.0 } else { latency.value_at_quantile(0.95) as f64 / 1000.0 };
+        let _ = write!(line, " | {} {}", short(s.operation), s.requests());
         if let Some(t) = target {
             let _ = write!(line, "/{t:.0}");
         }
         let _ = write!(line, "/s p95 {p95:.1}ms fly {}", s.in_flight);
-        if s.errors > 0 {
-            let _ = write!(line, " ERR {}", s.errors);
+        if s.errors() > 0 {
+            let _ = write!(line, " ERR {}", s.errors());
         }
-        if s.dropped > 0 {
-            let _ = write!(line, " DROP {}", s.dropped);
+        if s.dropped() > 0 {
+            let _ = write!(line, " DROP {}", s.dropped());
         }
     }
     line

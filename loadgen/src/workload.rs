@@ -16,7 +16,7 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::recorder::{Operation, Recorder};
+use crate::recorder::{Operation, Outcome, Recorder};
 
 /// The stat codes the event stream sends (the fixture's statistic-sourced codes).
 pub const STAT_CODES: [&str; 4] = ["enemy_kills", "games_played", "headshots", "wins"];
@@ -58,6 +58,8 @@ pub struct Workload {
 pub struct Session {
     /// Index of this user within its stream.
     pub vu: usize,
+    /// Index of its stream in the plan (k6's `scenario` tag).
+    pub stream: u16,
     /// Random source of this user.
     pub rng: SmallRng,
     /// gRPC clients (gRPC streams only).
@@ -80,8 +82,6 @@ impl GrpcClients {
     }
 }
 
-type Outcome = Result<(), String>;
-
 impl Workload {
     /// A random user index for load (probe users excluded).
     fn random_user(&self, rng: &mut SmallRng) -> usize {
@@ -103,11 +103,12 @@ impl Workload {
         path: &str,
         name: &str,
         user: usize,
-    ) -> Result<(u16, Vec<u8>), String> {
-        let builder = goose.get_request_builder(&method, path).map_err(|e| format!("request: {e}"))?;
+    ) -> Result<(u16, Vec<u8>), Outcome> {
+        let builder =
+            goose.get_request_builder(&method, path).map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
         let builder = self.authorize(builder, user).timeout(self.request_timeout);
         let request = GooseRequest::builder().set_request_builder(builder).name(name).build();
-        let response = goose.request(request).await.map_err(|e| format!("request: {e}"))?;
+        let response = goose.request(request).await.map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
         match response.response {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -118,33 +119,39 @@ impl Workload {
         }
     }
 
-    /// `GET /v1/challenges` for a random user, measured from `intended`. Returns the body and the
-    /// user when it succeeded.
-    pub async fn get_challenges(&self, goose: &mut GooseUser, intended: Instant, user: usize) -> Option<Vec<u8>> {
+    /// `GET /v1/challenges` for a random user, measured from `intended`. Returns the body when
+    /// it succeeded. Its check: HTTP 200 and a JSON object that starts with its `challenges`.
+    pub async fn get_challenges(
+        &self,
+        goose: &mut GooseUser,
+        stream: u16,
+        intended: Instant,
+        user: usize,
+    ) -> Option<Vec<u8>> {
         let path = format!("{}/v1/challenges", self.base_path);
         let _in_flight = self.recorder.start(Operation::GetChallenges);
         let sent = Instant::now();
         let result = self.rest(goose, GooseMethod::Get, &path, Operation::GetChallenges.name(), user).await;
         let done = Instant::now();
-        let (error, body) = match result {
-            Ok((200, body)) => (None, Some(body)),
-            Ok((status, _)) => (Some(format!("HTTP {status}")), None),
-            Err(e) => (Some(e), None),
+        let (outcome, body) = match result {
+            Ok((200, body)) => (Outcome { check: challenges_shape(&body), ..Outcome::ok(200) }, Some(body)),
+            Ok((status, _)) => (Outcome::failed(status.into(), format!("HTTP {status}")), None),
+            Err(outcome) => (outcome, None),
         };
-        self.recorder.record(Operation::GetChallenges, intended, sent, done, error);
+        self.recorder.record(Operation::GetChallenges, stream, intended, sent, done, outcome);
         body
     }
 
     /// One iteration of `get_challenges`.
     pub async fn run_get(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
         let user = self.random_user(&mut session.rng);
-        self.get_challenges(goose, intended, user).await;
+        self.get_challenges(goose, session.stream, intended, user).await;
     }
 
     /// GET, then claim one goal the response shows as completed (if it shows one).
     pub async fn run_get_then_claim(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
         let user = self.random_user(&mut session.rng);
-        let Some(body) = self.get_challenges(goose, intended, user).await else { return };
+        let Some(body) = self.get_challenges(goose, session.stream, intended, user).await else { return };
         let completed = completed_goals(&body);
         if completed.is_empty() {
             return;
@@ -154,13 +161,13 @@ impl Workload {
         let _in_flight = self.recorder.start(Operation::Claim);
         let sent = Instant::now();
         let result = self.rest(goose, GooseMethod::Post, &path, Operation::Claim.name(), user).await;
-        let error = match result {
-            Ok((200, _)) => None,
-            Ok((status, _)) => Some(format!("HTTP {status}")),
-            Err(e) => Some(e),
+        let outcome = match result {
+            Ok((200, _)) => Outcome::ok(200),
+            Ok((status, _)) => Outcome::failed(status.into(), format!("HTTP {status}")),
+            Err(outcome) => outcome,
         };
         // A follow-up request is due when the GET returned: its latency is its service time.
-        self.recorder.record(Operation::Claim, sent, sent, Instant::now(), error);
+        self.recorder.record(Operation::Claim, session.stream, sent, sent, Instant::now(), outcome);
     }
 
     /// `OnMessage(UserLoggedIn)` for a random user.
@@ -186,7 +193,7 @@ impl Workload {
         let _in_flight = self.recorder.start(Operation::Login);
         let sent = Instant::now();
         let result = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await);
-        self.finish_grpc(goose, Operation::Login, intended, sent, result).await;
+        self.finish_grpc(goose, Operation::Login, session.stream, intended, sent, result).await;
     }
 
     /// `OnMessage(StatItemUpdated)` for a random user, stat code and value (0–999).
@@ -200,7 +207,7 @@ impl Workload {
         let _in_flight = self.recorder.start(Operation::Stat);
         let sent = Instant::now();
         let result = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await);
-        self.finish_grpc(goose, Operation::Stat, intended, sent, result).await;
+        self.finish_grpc(goose, Operation::Stat, session.stream, intended, sent, result).await;
     }
 
     fn stat_event(&self, user: &str, code: &str, value: f64, id: u64) -> StatItemUpdated {
@@ -224,22 +231,23 @@ impl Workload {
         &self,
         goose: &mut GooseUser,
         op: Operation,
+        stream: u16,
         intended: Instant,
         sent: Instant,
-        result: Outcome,
+        outcome: Outcome,
     ) {
         let done = Instant::now();
-        let error = result.err();
-        let _ = goose
-            .record_custom_request_duration("gRPC", op.name(), done - sent, error.is_none(), None, error.as_deref())
-            .await;
-        self.recorder.record(op, intended, sent, done, error);
+        let error = outcome.error.as_deref();
+        let _ =
+            goose.record_custom_request_duration("gRPC", op.name(), done - sent, error.is_none(), None, error).await;
+        self.recorder.record(op, stream, intended, sent, done, outcome);
     }
 
     /// Scenario 5: a `wins` stat event for this user's own probe user, then `GET` until the
     /// event's effect shows. Only probes touch a probe user, so any change of its `wins` goals'
-    /// progress is this event's effect. Measured from the send.
-    pub async fn run_end_to_end(&self, goose: &mut GooseUser, session: &mut Session) {
+    /// progress is this event's effect. Measured from the send; an arrival that cannot send its
+    /// probe (no baseline read) is recorded as failed, so every arrival is accounted for.
+    pub async fn run_end_to_end(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
         let reserved = self.reserved_for_probes.clamp(1, self.users.len());
         let user_index = self.users.len() - 1 - session.vu % reserved;
         let user = self.users[user_index].clone();
@@ -249,7 +257,15 @@ impl Workload {
             None => {
                 match self.rest(goose, GooseMethod::Get, &path, "GET /v1/challenges (e2e poll)", user_index).await {
                     Ok((200, body)) => wins_progress_sum(&body),
-                    _ => return, // no baseline: try again next time
+                    Ok((status, _)) => {
+                        let outcome = Outcome::failed(status.into(), format!("baseline: HTTP {status}"));
+                        let now = Instant::now();
+                        return self.recorder.record(Operation::EndToEnd, session.stream, intended, now, now, outcome);
+                    }
+                    Err(outcome) => {
+                        let now = Instant::now();
+                        return self.recorder.record(Operation::EndToEnd, session.stream, intended, now, now, outcome);
+                    }
                 }
             }
         };
@@ -260,8 +276,8 @@ impl Workload {
         let _in_flight = self.recorder.start(Operation::EndToEnd);
         let sent = Instant::now();
         let deadline = sent + self.request_timeout;
-        let mut error = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await).err();
-        while error.is_none() {
+        let mut outcome = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await);
+        while outcome.error.is_none() {
             match self.rest(goose, GooseMethod::Get, &path, "GET /v1/challenges (e2e poll)", user_index).await {
                 Ok((200, body)) => {
                     let sum = wins_progress_sum(&body);
@@ -270,36 +286,58 @@ impl Workload {
                         break;
                     }
                 }
-                Ok((status, _)) => error = Some(format!("poll: HTTP {status}")),
-                Err(e) => error = Some(format!("poll: {e}")),
+                Ok((status, _)) => outcome = Outcome::failed(status.into(), format!("poll: HTTP {status}")),
+                Err(failed) => {
+                    let why = failed.error.unwrap_or_default();
+                    outcome = Outcome::failed(failed.status, format!("poll: {why}"));
+                }
             }
-            if Instant::now() >= deadline {
-                error = Some("effect not visible within the request timeout".into());
+            if outcome.error.is_none() && Instant::now() >= deadline {
+                outcome = Outcome::failed(0, "effect not visible within the request timeout");
                 session.probe_baseline = None;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.recorder.record(Operation::EndToEnd, sent, sent, Instant::now(), error);
+        self.recorder.record(Operation::EndToEnd, session.stream, sent, sent, Instant::now(), outcome);
     }
 }
 
-fn transport_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
+/// A REST request that got no response: status 0, as k6 tags it.
+fn transport_error(e: &reqwest::Error) -> Outcome {
+    let why = if e.is_timeout() {
         "timeout".into()
     } else if e.is_connect() {
         "connect error".into()
     } else {
         format!("transport: {e}")
+    };
+    Outcome::failed(0, why)
+}
+
+/// A gRPC call's outcome, its status the gRPC code's number (a timeout is DEADLINE_EXCEEDED, 4).
+fn grpc_outcome<T>(result: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> Outcome {
+    match result {
+        Ok(Ok(_)) => Outcome::ok(0),
+        Ok(Err(status)) => Outcome::failed(status.code() as i32, format!("gRPC {:?}", status.code())),
+        Err(_) => Outcome::failed(tonic::Code::DeadlineExceeded as i32, "timeout"),
     }
 }
 
-fn grpc_outcome<T>(result: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> Outcome {
-    match result {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) => Err(format!("gRPC {:?}", status.code())),
-        Err(_) => Err("timeout".into()),
+/// The shape a `GET /v1/challenges` body must have: a JSON object with a `challenges` array
+/// among its first 4 KB (parsing every ~150 KB body would cost the generator more than the
+/// request).
+pub fn challenges_shape(body: &[u8]) -> bool {
+    let text = body.trim_ascii();
+    if !(text.starts_with(b"{") && text.ends_with(b"}")) {
+        return false;
     }
+    let head = &text[..text.len().min(4096)];
+    let key = b"\"challenges\"";
+    head.windows(key.len()).enumerate().filter(|(_, w)| *w == key).any(|(at, _)| {
+        let rest = head[at + key.len()..].trim_ascii_start();
+        rest.strip_prefix(b":").is_some_and(|r| r.trim_ascii_start().starts_with(b"["))
+    })
 }
 
 /// `(challengeId, goalId)` of every goal a player could claim from this GET response: shown as
@@ -360,5 +398,15 @@ mod tests {
             "g5's prerequisite g3 is not done"
         );
         assert!(completed_goals(b"not json").is_empty());
+    }
+
+    #[test]
+    fn the_get_check_wants_an_object_with_a_challenges_array() {
+        assert!(challenges_shape(br#"{"challenges":[]}"#));
+        assert!(challenges_shape(br#" {"paging": {}, "challenges" : [{"challengeId":"c"}]} "#));
+        assert!(!challenges_shape(br#"{"challenges":null}"#));
+        assert!(!challenges_shape(br#"{"error":"x"}"#));
+        assert!(!challenges_shape(b"<html>busy</html>"));
+        assert!(!challenges_shape(br#"{"challenges":[{"#), "cut off");
     }
 }

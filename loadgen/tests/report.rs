@@ -65,7 +65,7 @@ fn the_baseline_numbers_are_those_of_the_summary() {
             format!("{:.2}", op.latency_ms.p95),
             format!("{:.2}", op.latency_ms.p99),
             format!("{:.2}%", op.error_rate * 100.0),
-            format!("{:.2}%", op.dropped_rate * 100.0),
+            format!("{:.2}%", op.dropped_ratio * 100.0),
         ];
         assert_eq!(&cells[3..], &expected.iter().map(String::as_str).collect::<Vec<_>>()[..], "{name}");
     }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::observe::ObservationLog;
+use crate::recorder::Operation;
 use crate::summary::Summary;
 
 use super::data::RunData;
@@ -35,10 +36,20 @@ pub fn broken_limit(summary: &Summary, limits: &Limits) -> Option<String> {
     let figures = summary.operations.iter().map(|(name, op)| {
         (
             name.as_str(),
-            OperationFigures { error_rate: op.error_rate, dropped_rate: op.dropped_rate, p95_ms: op.latency_ms.p95 },
+            OperationFigures {
+                error_rate: op.error_rate,
+                dropped_rate: op.dropped_ratio,
+                pool_full: pool_full_share(op),
+                p95_ms: op.latency_ms.p95,
+            },
         )
     });
     first_broken(figures, limits)
+}
+
+/// Of an operation's dropped arrivals, the share that found every virtual user busy.
+pub fn pool_full_share(op: &crate::summary::OperationSummary) -> f64 {
+    if op.dropped == 0 { 0.0 } else { op.dropped_pool_full as f64 / op.dropped as f64 }
 }
 
 /// The figures of one operation that the limits judge.
@@ -48,12 +59,19 @@ pub struct OperationFigures {
     pub error_rate: f64,
     /// `dropped / arrivals`.
     pub dropped_rate: f64,
+    /// Of the dropped, the share that found every virtual user busy.
+    pub pool_full: f64,
     /// Corrected p95, ms.
     pub p95_ms: f64,
 }
 
+/// What [`first_broken`] says of a level whose drops came from a full generator pool while the
+/// target kept its latency limit: not the target's capacity.
+pub const POOL_EXHAUSTED: &str = "generator pool exhausted";
+
 /// The first limit broken by any operation (event operations against the event p95, the end-to-
-/// end probe against none, the rest against the API p95).
+/// end probe against none, the rest against the API p95). Drops that mostly found every virtual
+/// user busy while the p95 kept its limit are reported as [`POOL_EXHAUSTED`].
 pub fn first_broken<'a>(
     operations: impl Iterator<Item = (&'a str, OperationFigures)>,
     limits: &Limits,
@@ -62,21 +80,32 @@ pub fn first_broken<'a>(
         if op.error_rate > limits.error_rate {
             return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
         }
+        let latency_limit = if Operation::named(name).is_some_and(Operation::is_grpc) {
+            Some((limits.event_p95_ms, "event"))
+        } else if Operation::named(name) == Some(Operation::EndToEnd) {
+            None
+        } else {
+            Some((limits.api_p95_ms, "API"))
+        };
         if op.dropped_rate > limits.dropped_rate {
+            let within = latency_limit.is_none_or(|(limit, _)| op.p95_ms <= limit);
+            if op.pool_full >= 0.5 && within {
+                return Some(format!(
+                    "{POOL_EXHAUSTED}: {name} dropped {:.2}% with every virtual user busy while its p95 ({:.0} ms) \
+                     kept its limit; not the target's capacity (raise max_vus)",
+                    op.dropped_rate * 100.0,
+                    op.p95_ms
+                ));
+            }
             return Some(format!(
                 "{name} dropped {:.2}% > {:.2}%",
                 op.dropped_rate * 100.0,
                 limits.dropped_rate * 100.0
             ));
         }
-        let (limit, kind) = if name.starts_with("OnMessage") {
-            (limits.event_p95_ms, "event")
-        } else if name.starts_with("E2E") {
-            continue;
-        } else {
-            (limits.api_p95_ms, "API")
-        };
-        if op.p95_ms > limit {
+        if let Some((limit, kind)) = latency_limit
+            && op.p95_ms > limit
+        {
             return Some(format!("{kind} p95 ({name}) {:.0} ms > {limit:.0} ms", op.p95_ms));
         }
     }

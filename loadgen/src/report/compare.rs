@@ -34,7 +34,7 @@ pub fn deltas(a: &RunData, b: &RunData, tolerance: f64) -> Vec<Delta> {
             ("p99 ms", before.latency_ms.p99, after.latency_ms.p99, true, 0.0),
             ("service p95 ms", before.service_time_ms.p95, after.service_time_ms.p95, true, 0.0),
             ("error rate", before.error_rate, after.error_rate, true, 0.001),
-            ("dropped rate", before.dropped_rate, after.dropped_rate, true, 0.001),
+            ("dropped rate", before.dropped_ratio, after.dropped_ratio, true, 0.001),
         ];
         for (figure, x, y, higher_is_worse, floor) in figures {
             let change = if x.abs() > f64::EPSILON {

@@ -123,7 +123,7 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
                 ms(op.latency_ms.p95),
                 ms(op.latency_ms.p99),
                 pct(op.error_rate),
-                pct(op.dropped_rate),
+                pct(op.dropped_ratio),
             ]);
         }
     }
@@ -286,7 +286,7 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
     let mut errors = Vec::new();
     for op in run.summary.operations.keys() {
         let rows: Vec<_> = run.rows_of(op).collect();
-        rate.push(Series::new(format!("{op} achieved"), rows.iter().map(|r| (r.t_s, r.requests)).collect()));
+        rate.push(Series::new(format!("{op} achieved"), rows.iter().map(|r| (r.t_s, r.request_rate())).collect()));
         if rows.iter().any(|r| r.target_rate.is_some()) {
             rate.push(Series::faint(
                 format!("{op} target"),
@@ -294,7 +294,7 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
             ));
         }
         if rows.iter().any(|r| r.dropped > 0.0) {
-            rate.push(Series::new(format!("{op} dropped"), rows.iter().map(|r| (r.t_s, r.dropped)).collect()));
+            rate.push(Series::new(format!("{op} dropped"), rows.iter().map(|r| (r.t_s, r.dropped_rate())).collect()));
         }
         errors.push(Series::new(op.clone(), rows.iter().map(|r| (r.t_s, r.errors)).collect()));
     }
