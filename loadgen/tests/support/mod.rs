@@ -88,17 +88,20 @@ impl SlowEndpoint {
     }
 }
 
-/// Serves `endpoint` at `/v1/challenges` (and `/healthz`) on a loopback port; returns its URL.
+/// Serves `endpoint` at `/v1/challenges` (and `/healthz`), also under `/challenge`, on a loopback
+/// port; returns its URL.
 pub async fn rest_server(endpoint: SlowEndpoint) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/healthz", get(|| async { "ok" })).route(
+    let routes = Router::new().route("/healthz", get(|| async { "ok" })).route(
         "/v1/challenges",
         get(move || {
             let endpoint = endpoint.clone();
             async move { endpoint.answer().await }
         }),
     );
+    // At the root, and under the challenge service's default base path.
+    let app = routes.clone().nest("/challenge", routes);
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
 }
