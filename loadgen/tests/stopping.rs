@@ -96,14 +96,20 @@ fn summary(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
 
+/// A 30-s run against a 5-ms target, once its load is running; and where its folder goes.
+fn running(scratch: &Path) -> (Loadgen, PathBuf) {
+    let url = target(Duration::from_millis(5));
+    let out = scratch.join("run");
+    let mut loadgen = Loadgen::start(&scenario(scratch, "  http_req_failed: ['rate<0.01']"), &url, &out);
+    loadgen.wait_for("load begins");
+    loadgen.wait_for("GET"); // a progress line: the load is running
+    (loadgen, out)
+}
+
 #[test]
 fn sigterm_mid_run_completes_the_folder_and_exits_105() {
     let scratch = tempfile::tempdir().unwrap();
-    let url = target(Duration::from_millis(5));
-    let out = scratch.path().join("run");
-    let mut loadgen = Loadgen::start(&scenario(scratch.path(), "  http_req_failed: ['rate<0.01']"), &url, &out);
-    loadgen.wait_for("load begins");
-    loadgen.wait_for("GET"); // a progress line: the load is running
+    let (loadgen, out) = running(scratch.path());
     loadgen.signal("TERM");
     let (code, stderr) = loadgen.finish();
     assert_eq!(code, 105, "{stderr}");
@@ -119,11 +125,7 @@ fn sigterm_mid_run_completes_the_folder_and_exits_105() {
 #[test]
 fn a_second_ctrl_c_during_the_teardown_does_not_skip_it() {
     let scratch = tempfile::tempdir().unwrap();
-    let url = target(Duration::from_millis(5));
-    let out = scratch.path().join("run");
-    let mut loadgen = Loadgen::start(&scenario(scratch.path(), "  http_req_failed: ['rate<0.01']"), &url, &out);
-    loadgen.wait_for("load begins");
-    loadgen.wait_for("GET");
+    let (mut loadgen, out) = running(scratch.path());
     loadgen.signal("INT");
     loadgen.wait_for("signal received");
     loadgen.signal("INT");
