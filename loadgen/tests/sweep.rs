@@ -101,6 +101,12 @@ async fn the_sweep_finds_a_known_capacity_within_ten_percent() {
     assert_eq!(saved, capacity);
     for level in &search.levels {
         assert!(dir.join(&level.folder).join("summary.json").is_file(), "{}", level.folder);
+        // Achieved rates divide by the seconds the schedule ran, not one more.
+        let get = &level.operations["GET /v1/challenges"];
+        if level.passed {
+            let off = (get.achieved_rate - level.level.rps).abs() / level.level.rps;
+            assert!(off <= 0.02, "{}: achieved {} for {} rps", level.folder, get.achieved_rate, level.level.rps);
+        }
     }
     assert!(dir.join("report/performance-baseline.html").is_file());
 }
