@@ -132,6 +132,7 @@ struct StreamRuntime {
     next_vu: AtomicUsize,
     busy: Arc<AtomicUsize>,
     workload: Arc<Workload>,
+    stop: Stop,
 }
 
 /// What an arrival carries: its operation, and whether every user of the stream was busy when
@@ -259,6 +260,12 @@ impl Drop for Busy<'_> {
 }
 
 async fn iteration(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> TransactionResult {
+    if stream.stop.is_stopped() {
+        // Goose clears its stop switch while it starts: a stop that came before it is repeated.
+        goose::trigger_killswitch("stopped by the harness");
+        tokio::time::sleep(MAX_WAIT / 10).await; // until goose sees it, without spinning
+        return Ok(());
+    }
     let Some(started) = stream.started().await else { return Ok(()) };
     let mut session = user.get_session_data_unchecked::<Session>().clone();
     let (intended, kind) = match stream.schedule(started) {
@@ -345,6 +352,7 @@ pub async fn run(
             max_lateness: options.max_lateness,
             next_vu: AtomicUsize::new(0),
             workload: workload.clone(),
+            stop: options.stop.clone(),
         });
         runtimes.push(runtime.clone());
         let start_stream = runtime.clone();
