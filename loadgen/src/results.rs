@@ -85,6 +85,7 @@ impl ResultsDir {
         std::fs::create_dir_all(partial_path.join("logs"))?;
         let mut timeseries = BufWriter::new(File::create(partial_path.join("timeseries.csv"))?);
         writeln!(timeseries, "{TIMESERIES_HEADER}")?;
+        timeseries.flush()?; // a run stopped before its first second still has a readable file
         Ok(Self {
             final_path: path.to_path_buf(),
             partial_path,
@@ -277,6 +278,14 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("run.partial") && message.contains("interrupted run"), "{message}");
         assert_eq!(std::fs::read_to_string(stale.join("summary.json")).unwrap(), "{\"left\": \"by a crash\"}");
+    }
+
+    #[test]
+    fn a_run_stopped_before_its_first_second_has_a_readable_time_series() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::create(&root.path().join("run")).unwrap();
+        let text = std::fs::read_to_string(dir.partial_path().join("timeseries.csv")).unwrap();
+        assert_eq!(text.trim_end(), TIMESERIES_HEADER, "the header is on disk before any interval");
     }
 
     #[test]

@@ -153,7 +153,8 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
             info.finished_at = Some(now_utc());
             results.write_json("run.json", &info)?;
             let folder = results.finish()?;
-            eprintln!("gauntlet: setup failed; logs are in {}", folder.display());
+            let what = if matches!(error, RunError::Interrupted) { "setup interrupted" } else { "setup failed" };
+            eprintln!("gauntlet: {what}; logs are in {}", folder.display());
             return Err(error);
         }
     };
