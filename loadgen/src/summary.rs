@@ -250,11 +250,13 @@ pub fn load_warnings(operations: &BTreeMap<String, OperationSummary>, streams: &
                 .map(|s| format!("{} {}", s.name, s.executor.pool_size()))
                 .collect();
             warnings.push(format!(
-                "GENERATOR POOL EXHAUSTED: {name}: {} of {} dropped arrivals found every virtual user busy \
-                 (pools: {}); the drops measure the pool, not the target: raise max_vus or give max_vus: auto",
+                "GENERATOR POOL EXHAUSTED: {name}: {} of {} dropped arrivals came due with every virtual user \
+                 busy (pools: {}; p95 {:.0} ms). If the target kept its latency limit, these drops measure the \
+                 pool, not the target: raise max_vus or give max_vus: auto",
                 op.dropped_pool_full,
                 op.dropped,
-                pools.join(", ")
+                pools.join(", "),
+                op.latency_ms.p95
             ));
         }
     }

@@ -69,9 +69,10 @@ pub struct OperationFigures {
 /// target kept its latency limit: not the target's capacity.
 pub const POOL_EXHAUSTED: &str = "generator pool exhausted";
 
-/// The first limit broken by any operation (event operations against the event p95, the end-to-
-/// end probe against none, the rest against the API p95). Drops that mostly found every virtual
-/// user busy while the p95 kept its limit are reported as [`POOL_EXHAUSTED`].
+/// The first limit broken by any operation: errors, then the p95 (event operations against the
+/// event p95, the end-to-end probe against none, the rest against the API p95), then drops.
+/// Drops that mostly came due with every virtual user busy while the p95 kept its limit are
+/// reported as [`POOL_EXHAUSTED`]; the others are the generator's own lateness.
 pub fn first_broken<'a>(
     operations: impl Iterator<Item = (&'a str, OperationFigures)>,
     limits: &Limits,
@@ -87,9 +88,15 @@ pub fn first_broken<'a>(
         } else {
             Some((limits.api_p95_ms, "API"))
         };
+        // A target over its latency limit fills any pool sized for that limit: the latency is
+        // the finding, the drops its consequence.
+        if let Some((limit, kind)) = latency_limit
+            && op.p95_ms > limit
+        {
+            return Some(format!("{kind} p95 ({name}) {:.0} ms > {limit:.0} ms", op.p95_ms));
+        }
         if op.dropped_rate > limits.dropped_rate {
-            let within = latency_limit.is_none_or(|(limit, _)| op.p95_ms <= limit);
-            if op.pool_full >= 0.5 && within {
+            if op.pool_full >= 0.5 {
                 return Some(format!(
                     "{POOL_EXHAUSTED}: {name} dropped {:.2}% with every virtual user busy while its p95 ({:.0} ms) \
                      kept its limit; not the target's capacity (raise max_vus)",
@@ -102,11 +109,6 @@ pub fn first_broken<'a>(
                 op.dropped_rate * 100.0,
                 limits.dropped_rate * 100.0
             ));
-        }
-        if let Some((limit, kind)) = latency_limit
-            && op.p95_ms > limit
-        {
-            return Some(format!("{kind} p95 ({name}) {:.0} ms > {limit:.0} ms", op.p95_ms));
         }
     }
     None
@@ -229,4 +231,25 @@ pub fn bottlenecks(run: &RunData) -> Vec<Finding> {
     }
     findings.sort_by_key(|f| f.saturated_at.unwrap_or(u64::MAX));
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(dropped_rate: f64, pool_full: f64, p95_ms: f64) -> Option<String> {
+        let figures = OperationFigures { error_rate: 0.0, dropped_rate, pool_full, p95_ms };
+        first_broken([("OnMessage stat", figures)].into_iter(), &Limits::default())
+    }
+
+    #[test]
+    fn drops_are_named_by_their_cause() {
+        assert_eq!(verdict(0.0, 0.0, 20.0), None);
+        let over = verdict(0.2, 0.9, 900.0).unwrap();
+        assert!(over.starts_with("event p95"), "a slow target fills any pool: {over}");
+        let pool = verdict(0.2, 0.9, 20.0).unwrap();
+        assert!(pool.starts_with(POOL_EXHAUSTED), "{pool}");
+        let late = verdict(0.2, 0.1, 20.0).unwrap();
+        assert!(late.starts_with("OnMessage stat dropped 20.00%"), "free users the generator ran late: {late}");
+    }
 }
