@@ -375,6 +375,7 @@ pub struct ArrivalSchedule<K> {
     arrivals: async_channel::Receiver<Arrival<K>>,
     stop: Arc<AtomicBool>,
     total: u64,
+    dispatcher: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Arrivals queued beyond the users' reach before the oldest is evicted.
@@ -389,14 +390,14 @@ impl<K: Send + Copy + 'static> ArrivalSchedule<K> {
         let thread_stop = stop.clone();
         let evict_from = arrivals.clone();
         let start = start.into_std();
-        std::thread::Builder::new()
+        let dispatcher = std::thread::Builder::new()
             .name("gauntlet-arrivals".into())
             .spawn(move || {
                 Dispatcher { curve: &curve, total, start, sender: &sender, evict_from: &evict_from, owner }
                     .run(&thread_stop);
             })
             .expect("spawning the arrival dispatcher");
-        Self { arrivals, stop, total }
+        Self { arrivals, stop, total, dispatcher: std::sync::Mutex::new(Some(dispatcher)) }
     }
 
     /// The next released arrival; None if none came within `wait`, or the schedule is over (then
@@ -423,11 +424,17 @@ impl<K: Send + Copy + 'static> ArrivalSchedule<K> {
         self.total
     }
 
-    /// Stops releasing arrivals (the engine calls it when a run ends, early or not); what was
-    /// released and not taken can still be taken with [`try_next`](Self::try_next).
+    /// Stops releasing arrivals and waits for the dispatcher to end (at most one 100-ms sleep
+    /// slice), so every arrival it counted has been queued or reported (the engine calls it when
+    /// a run ends, early or not); what was queued and not taken can still be taken with
+    /// [`try_next`](Self::try_next).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
         self.arrivals.close();
+        let dispatcher = self.dispatcher.lock().ok().and_then(|mut d| d.take());
+        if let Some(thread) = dispatcher {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -492,7 +499,11 @@ impl<D: Dispatch> Dispatcher<'_, D> {
                         self.owner.evicted(oldest, Instant::now());
                     }
                 }
-                Err(async_channel::TrySendError::Closed(_)) => return false,
+                Err(async_channel::TrySendError::Closed(back)) => {
+                    // Counted as due, never queued: the run stopped as it came.
+                    self.owner.evicted(back, Instant::now());
+                    return false;
+                }
             }
         }
     }
