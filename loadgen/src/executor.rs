@@ -97,19 +97,20 @@ pub enum Executor {
 impl Executor {
     /// Checks a stream's executor fields together; `latency_limit` sizes a `max_vus: auto` pool.
     pub fn from_stream(s: &Stream, duration: Duration, latency_limit: Duration) -> Result<Self, String> {
+        let mut executor = Self::from_fields(s, duration)?;
+        if s.max_vus == Some(MaxVus::Auto) {
+            executor.size_pool(latency_limit)?;
+        }
+        Ok(executor)
+    }
+
+    /// The executor the fields give, an `auto` pool at [`AUTO_MAX_VUS`] until it is sized.
+    fn from_fields(s: &Stream, duration: Duration) -> Result<Self, String> {
         let per_second = 1.0 / s.time_unit.unwrap_or(Duration::from_secs(1)).as_secs_f64();
-        let peak = s
-            .rate
-            .map(|r| r.0)
-            .into_iter()
-            .chain(s.start_rate.map(|r| r.0))
-            .chain(s.stages.iter().flatten().map(|st| st.target))
-            .fold(0.0, f64::max)
-            * per_second;
         let pool = |name: &str| -> Result<(u32, u32), String> {
             let max = match s.max_vus {
                 Some(MaxVus::Count(n)) => n,
-                Some(MaxVus::Auto) => auto_pool(peak, latency_limit),
+                Some(MaxVus::Auto) => AUTO_MAX_VUS,
                 None => s.pre_allocated_vus.ok_or(format!("{name} needs max_vus (or pre_allocated_vus)"))?,
             };
             let pre = s.pre_allocated_vus.unwrap_or(max);
@@ -258,6 +259,13 @@ impl Executor {
             }
             _ => None,
         }
+    }
+
+    /// Sizes an open-model pool as `max_vus: auto` does: [`auto_pool`] of the peak rate and
+    /// `latency_limit`.
+    pub fn size_pool(&mut self, latency_limit: Duration) -> Result<(), String> {
+        let rate = self.peak_rate().ok_or("max_vus: auto applies only to arrival-rate executors")?;
+        self.set_vus(auto_pool(rate, latency_limit))
     }
 
     /// Replaces the number of users (constant-vus) or the in-flight limit (arrival-rate).

@@ -265,8 +265,7 @@ impl Plan {
                     option_error(format!("--{}: stream '{name}': {e}", if rest { "rps" } else { "eps" }))
                 })?;
                 if stream.max_vus == Some(crate::scenario::MaxVus::Auto) {
-                    let pool = crate::executor::auto_pool(rate, scenario.latency_limit(name));
-                    executor.set_vus(pool).map_err(option_error)?;
+                    executor.size_pool(scenario.latency_limit(name)).map_err(option_error)?;
                 }
             }
             if let Some(duration) = args.duration {

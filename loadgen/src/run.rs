@@ -283,7 +283,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     };
     let mut thresholds = threshold::evaluate(&plan.scenario.thresholds, &source, &judge.window_results());
     for result in &mut thresholds {
-        result.aborted = aborted.as_deref() == Some(&format!("{} {}", result.metric, result.expression));
+        result.aborted = aborted.as_deref() == Some(&threshold::label(&result.metric, &result.expression));
     }
     let operations = summary::operations(&totals, &used, &targets, outcome.elapsed);
     let mut warnings = summary::load_warnings(&operations, &plan.stream_plans());

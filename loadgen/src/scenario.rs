@@ -529,6 +529,15 @@ thresholds:
     }
 
     #[test]
+    fn an_auto_pool_is_the_rate_times_the_streams_latency_limit() {
+        let s = Scenario::parse("auto.yaml", &GOOD.replace("max_vus: 200", "max_vus: auto")).unwrap();
+        let limit = s.latency_limit("api");
+        assert_eq!(limit, Duration::from_millis(300), "from http_req_duration p(95)<300");
+        let executor = s.streams["api"].executor(s.duration, limit).unwrap();
+        assert_eq!(executor.pool_size(), 150, "500/s × 0.3 s");
+    }
+
+    #[test]
     fn the_shipped_scenarios_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         let mut count = 0;

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::executor::auto_pool;
 use crate::observe::digest::GeneratorCheck;
 use crate::plan::{Plan, RunArgs};
 use crate::report::analysis::{Limits, OperationFigures, first_broken, pool_full_share};
@@ -404,10 +403,12 @@ async fn measure(
 /// latency limit (the API or event p95), so the pool never decides a level by itself.
 fn size_pools(plan: &mut Plan, limits: &Limits) {
     for (name, executor) in &mut plan.executors {
-        let Some(rate) = executor.peak_rate() else { continue };
+        if !executor.is_open() {
+            continue;
+        }
         let events = plan.scenario.streams.get(name).is_some_and(|s| s.is_grpc());
         let limit_ms = if events { limits.event_p95_ms } else { limits.api_p95_ms };
-        let _ = executor.set_vus(auto_pool(rate, Duration::from_secs_f64(limit_ms / 1000.0)));
+        let _ = executor.size_pool(Duration::from_secs_f64(limit_ms / 1000.0));
     }
 }
 

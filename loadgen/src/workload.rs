@@ -120,7 +120,7 @@ impl Workload {
     }
 
     /// `GET /v1/challenges` for a random user, measured from `intended`. Returns the body when
-    /// it succeeded. Its check: HTTP 200 and a JSON object that starts with its `challenges`.
+    /// it succeeded. Its check: HTTP 200 and [`challenges_shape`].
     pub async fn get_challenges(
         &self,
         goose: &mut GooseUser,
@@ -255,13 +255,13 @@ impl Workload {
         let baseline = match session.probe_baseline {
             Some(sum) => sum,
             None => {
-                match self.rest(goose, GooseMethod::Get, &path, "GET /v1/challenges (e2e poll)", user_index).await {
-                    Ok((200, body)) => wins_progress_sum(&body),
-                    Ok((status, _)) => {
-                        let outcome = Outcome::failed(status.into(), format!("baseline: HTTP {status}"));
-                        let now = Instant::now();
-                        return self.recorder.record(Operation::EndToEnd, session.stream, intended, now, now, outcome);
-                    }
+                let read = self.rest(goose, GooseMethod::Get, &path, "GET /v1/challenges (e2e poll)", user_index).await;
+                let read = read.and_then(|(status, body)| match status {
+                    200 => Ok(wins_progress_sum(&body)),
+                    _ => Err(Outcome::failed(status.into(), format!("baseline: HTTP {status}"))),
+                });
+                match read {
+                    Ok(sum) => sum,
                     Err(outcome) => {
                         let now = Instant::now();
                         return self.recorder.record(Operation::EndToEnd, session.stream, intended, now, now, outcome);

@@ -81,12 +81,10 @@ pub fn first_broken<'a>(
         if op.error_rate > limits.error_rate {
             return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
         }
-        let latency_limit = if Operation::named(name).is_some_and(Operation::is_grpc) {
-            Some((limits.event_p95_ms, "event"))
-        } else if Operation::named(name) == Some(Operation::EndToEnd) {
-            None
-        } else {
-            Some((limits.api_p95_ms, "API"))
+        let latency_limit = match Operation::named(name) {
+            Some(Operation::EndToEnd) => None,
+            Some(op) if op.is_grpc() => Some((limits.event_p95_ms, "event")),
+            _ => Some((limits.api_p95_ms, "API")),
         };
         // A target over its latency limit fills any pool sized for that limit: the latency is
         // the finding, the drops its consequence.

@@ -29,8 +29,6 @@ pub struct TimeRow {
     pub dropped: f64,
     /// Corrected latency p50/p95/p99, ms.
     pub latency: [f64; 3],
-    /// Arrivals that came due in the interval (0 in files written before it was recorded).
-    pub scheduled: f64,
     /// The interval's true length, s (1 in files written before it was recorded).
     pub interval_s: f64,
 }
@@ -176,7 +174,7 @@ fn parse_timeseries(text: &str) -> Result<Vec<TimeRow>, String> {
         column("dropped")?,
     );
     let (p50, p95, p99) = (column("latency_p50_ms")?, column("latency_p95_ms")?, column("latency_p99_ms")?);
-    let (scheduled, interval) = (column("scheduled").ok(), column("interval_s").ok());
+    let interval = column("interval_s").ok();
     lines
         .enumerate()
         .filter(|(_, l)| !l.is_empty())
@@ -197,7 +195,6 @@ fn parse_timeseries(text: &str) -> Result<Vec<TimeRow>, String> {
                 errors: number(errors)?,
                 dropped: number(dropped)?,
                 latency: [number(p50)?, number(p95)?, number(p99)?],
-                scheduled: scheduled.map(number).transpose()?.unwrap_or(0.0),
                 interval_s: interval.map(number).transpose()?.unwrap_or(1.0),
             })
         })

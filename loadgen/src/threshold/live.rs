@@ -36,10 +36,13 @@ impl std::fmt::Debug for LiveJudge {
     }
 }
 
-fn merge_into(into: &mut BTreeMap<Operation, Measured>, snapshots: impl IntoIterator<Item = (Operation, Measured)>) {
-    for (op, measured) in snapshots {
+fn merge_into<'a>(
+    into: &mut BTreeMap<Operation, Measured>,
+    parts: impl IntoIterator<Item = (Operation, &'a Measured)>,
+) {
+    for (op, measured) in parts {
         if !measured.is_empty() {
-            into.entry(op).or_default().add(&measured);
+            into.entry(op).or_default().add(measured);
         }
     }
 }
@@ -81,10 +84,10 @@ impl LiveJudge {
             return None;
         }
         self.elapsed += length;
-        let second: Vec<(Operation, Measured)> = snapshots.iter().map(|s| (s.operation, s.measured.clone())).collect();
-        merge_into(&mut self.cumulative, second.clone());
+        let second = || snapshots.iter().map(|s| (s.operation, &s.measured));
+        merge_into(&mut self.cumulative, second());
         let mut this_second = BTreeMap::new();
-        merge_into(&mut this_second, second);
+        merge_into(&mut this_second, second());
         self.seconds.push_back((length, this_second));
         while self.seconds.len() > 1 && self.seconds.iter().skip(1).map(|(l, _)| l).sum::<f64>() >= self.keep {
             self.seconds.pop_front();
@@ -119,7 +122,7 @@ impl LiveJudge {
                 entry.failed |= fails && entry.expr.window.is_some();
                 let may_abort = elapsed + 1e-6 >= entry.expr.delay_abort_eval.as_secs_f64();
                 if fails && entry.expr.abort_on_fail && may_abort && abort.is_none() {
-                    abort = Some(format!("{} {}", entry.name, entry.expr.text));
+                    abort = Some(super::label(&entry.name, &entry.expr.text));
                 }
             }
         }
@@ -134,7 +137,7 @@ impl LiveJudge {
                 break;
             }
             covered += length;
-            merge_into(&mut merged, second.iter().map(|(op, m)| (*op, m.clone())));
+            merge_into(&mut merged, second.iter().map(|(op, m)| (*op, m)));
         }
         self.observe(merged.iter().map(|(op, m)| (*op, m)).collect(), covered, metric, expr)
     }

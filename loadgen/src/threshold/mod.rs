@@ -437,6 +437,11 @@ impl Serialize for ThresholdExpr {
     }
 }
 
+/// How a threshold is named where one is reported alone (an abort): `metric expression`.
+pub fn label(metric: &str, expression: &str) -> String {
+    format!("{metric} {expression}")
+}
+
 /// The outcome of one threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdResult {
