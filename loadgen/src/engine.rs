@@ -1,14 +1,19 @@
 //! The engine: goose virtual users paced by arrival schedules (open model) or looping (closed
-//! model), one goose scenario per stream, everything measured into the [`Recorder`].
+//! model), one goose scenario per stream, everything measured into the [`Recorder`] (goose's own
+//! metrics are off: nothing reads them).
 //!
-//! Goose only checks for shutdown between transactions, so a transaction never waits longer than
-//! [`MAX_WAIT`] for an arrival: a user with nothing to do returns and asks again.
+//! In the open model a user's transaction serves arrivals one after another for as long as the
+//! schedule lasts and waits without a timer in between; a stop wakes it. Goose only checks for
+//! its own shutdown between transactions, so the other waits (the start gate, the closed model,
+//! the end of a schedule) last at most [`MAX_WAIT`].
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 use rand::SeedableRng;
@@ -17,7 +22,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Arrival, ArrivalSchedule, Dispatch, Executor};
+use crate::arrivals::{ArrivalSchedule, Dispatch, Take};
+use crate::executor::Executor;
+use crate::http::{RestClient, RestTarget, TargetError};
 use crate::recorder::{Operation, Recorder};
 use crate::scenario::OperationKind;
 use crate::stop::{Stop, StopReason};
@@ -25,6 +32,10 @@ use crate::workload::{GrpcClients, Session, Workload};
 
 /// The longest a transaction waits for its arrival before yielding to goose.
 const MAX_WAIT: Duration = Duration::from_millis(250);
+
+/// Users of each REST stream that open their connection before the load starts, so the first
+/// arrivals go to warm users instead of each opening one (more open as the load needs them).
+const PRE_CONNECTED: usize = 16;
 
 /// One stream as the engine runs it.
 #[derive(Debug)]
@@ -67,6 +78,9 @@ pub enum EngineError {
     /// Goose refused the configuration or failed.
     #[error("goose: {0}")]
     Goose(String),
+    /// The REST target cannot be used.
+    #[error(transparent)]
+    Target(#[from] TargetError),
 }
 
 /// Opens when every user of the run has started: goose launches users over a while, and an
@@ -126,60 +140,83 @@ struct StreamRuntime {
     index: u16,
     executor: Executor,
     gate: Arc<StartGate>,
-    schedule: OnceLock<Option<ArrivalSchedule<Due>>>,
-    mix: Vec<(OperationKind, u32)>,
+    schedule: OnceLock<Option<ArrivalSchedule>>,
+    mix: Arc<Mix>,
     max_lateness: Duration,
     next_vu: AtomicUsize,
     busy: Arc<AtomicUsize>,
     workload: Arc<Workload>,
+    rest: Option<Arc<RestTarget>>,
     stop: Stop,
 }
 
-/// What an arrival carries: its operation, and whether every user of the stream was busy when
-/// it came due (if it is dropped, the pool was exhausted rather than the generator too slow to
-/// hand it to a free user).
-#[derive(Debug, Clone, Copy)]
-struct Due {
-    kind: OperationKind,
-    pool_full: bool,
+/// A stream's weighted operations. What arrival `i` does is a function of `i` (a hash of it
+/// against the stream's seed), so the dispatcher that counts it and the user that serves or drops
+/// it agree without passing anything along.
+#[derive(Debug)]
+struct Mix {
+    operations: Vec<(OperationKind, u32)>,
+    total: u32,
+    seed: u64,
 }
 
-/// Picks each arrival's operation as it comes due and counts it, on the dispatcher's thread.
+impl Mix {
+    fn new(operations: Vec<(OperationKind, u32)>) -> Self {
+        let total = operations.iter().map(|(_, w)| w).sum::<u32>().max(1);
+        Self { operations, total, seed: rand::random() }
+    }
+
+    /// The operation of arrival `index`.
+    fn of(&self, index: u64) -> OperationKind {
+        if self.operations.len() == 1 {
+            return self.operations[0].0;
+        }
+        // splitmix64: consecutive indexes give independent tickets.
+        let mut z = self.seed.wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        self.pick((z ^ (z >> 31)) % u64::from(self.total))
+    }
+
+    /// A random operation (closed model).
+    fn random(&self, rng: &mut SmallRng) -> OperationKind {
+        use rand::Rng;
+        self.pick(rng.random_range(0..u64::from(self.total)))
+    }
+
+    fn pick(&self, mut ticket: u64) -> OperationKind {
+        for (op, weight) in &self.operations {
+            if ticket < u64::from(*weight) {
+                return *op;
+            }
+            ticket -= u64::from(*weight);
+        }
+        self.operations[0].0
+    }
+}
+
+/// Counts each released batch of arrivals by operation, on the dispatcher's thread.
 struct StreamDispatch {
     stream: u16,
-    mix: Vec<(OperationKind, u32)>,
-    rng: SmallRng,
+    mix: Arc<Mix>,
     recorder: Arc<Recorder>,
     busy: Arc<AtomicUsize>,
     pool: usize,
 }
 
 impl Dispatch for StreamDispatch {
-    type Kind = Due;
-
-    fn due(&mut self, _: u64) -> Due {
-        let kind = pick(&self.mix, &mut self.rng);
-        self.recorder.record_scheduled(counted_as(kind), self.stream);
-        Due { kind, pool_full: self.busy.load(Ordering::Relaxed) >= self.pool }
-    }
-
-    fn evicted(&mut self, arrival: Arrival<Due>, now: Instant) {
-        let lateness = now.saturating_duration_since(arrival.at);
-        self.recorder.record_dropped(counted_as(arrival.kind.kind), self.stream, lateness, arrival.kind.pool_full);
-    }
-}
-
-fn pick(mix: &[(OperationKind, u32)], rng: &mut SmallRng) -> OperationKind {
-    use rand::Rng;
-    let total: u32 = mix.iter().map(|(_, w)| w).sum();
-    let mut ticket = rng.random_range(0..total.max(1));
-    for (op, weight) in mix {
-        if ticket < *weight {
-            return *op;
+    fn due(&mut self, range: Range<u64>) -> bool {
+        let mut counts = [0u64; Operation::ALL.len()];
+        for index in range {
+            counts[counted_as(self.mix.of(index)) as usize] += 1;
         }
-        ticket -= weight;
+        for (op, count) in Operation::ALL.into_iter().zip(counts) {
+            if count > 0 {
+                self.recorder.record_scheduled(op, self.stream, count);
+            }
+        }
+        self.busy.load(Ordering::Relaxed) >= self.pool
     }
-    mix[0].0
 }
 
 impl StreamRuntime {
@@ -188,14 +225,13 @@ impl StreamRuntime {
         self.gate.wait(MAX_WAIT).await
     }
 
-    fn schedule(&self, started: Instant) -> Option<&ArrivalSchedule<Due>> {
+    fn schedule(&self, started: Instant) -> Option<&ArrivalSchedule> {
         self.schedule
             .get_or_init(|| {
                 self.executor.rate_curve().map(|curve| {
                     let owner = StreamDispatch {
                         stream: self.index,
                         mix: self.mix.clone(),
-                        rng: SmallRng::seed_from_u64(rand::random()),
                         recorder: self.workload.recorder.clone(),
                         busy: self.busy.clone(),
                         pool: self.executor.pool_size(),
@@ -206,21 +242,30 @@ impl StreamRuntime {
             .as_ref()
     }
 
-    /// Drops `arrival`, `lateness` after it was due: no user started it in time.
-    fn drop_arrival(&self, arrival: Arrival<Due>, lateness: Duration) {
-        let Due { kind, pool_full } = arrival.kind;
-        self.workload.recorder.record_dropped(counted_as(kind), self.index, lateness, pool_full);
+    /// Drops `arrivals` of `schedule`: no user started them in time; they are as late as now says.
+    fn drop_arrivals(&self, schedule: &ArrivalSchedule, arrivals: Range<u64>) {
+        let now = Instant::now();
+        for index in arrivals {
+            let arrival = schedule.arrival(index);
+            let op = counted_as(self.mix.of(index));
+            let lateness = now.saturating_duration_since(arrival.at);
+            self.workload.recorder.record_dropped(op, self.index, lateness, arrival.pool_full);
+        }
     }
 
-    /// Stops the schedule; arrivals still queued were never served and are dropped with the
-    /// lateness they reached.
+    /// Stops the schedule (waking every waiting user); arrivals released and not taken were
+    /// never served and are dropped with the lateness they reached.
     fn stop(&self) {
         if let Some(Some(schedule)) = self.schedule.get() {
             schedule.stop();
-            let now = Instant::now();
-            while let Some(arrival) = schedule.try_next() {
-                self.drop_arrival(arrival, now.saturating_duration_since(arrival.at));
-            }
+            self.drop_arrivals(schedule, schedule.drain());
+        }
+    }
+
+    /// Wakes the users waiting for arrivals, so they see a stop.
+    fn wake(&self) {
+        if let Some(Some(schedule)) = self.schedule.get() {
+            schedule.stop();
         }
     }
 }
@@ -239,11 +284,17 @@ async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transacti
     let vu = stream.next_vu.fetch_add(1, Ordering::Relaxed);
     let channels = &stream.workload.channels;
     let grpc = (!channels.is_empty()).then(|| GrpcClients::new(channels[vu % channels.len()].clone()));
+    let mut rest = stream.rest.clone().map(RestClient::new);
+    if let Some(client) = rest.as_mut().filter(|_| vu < PRE_CONNECTED) {
+        // A failure shows in the first request.
+        let _ = client.connect().await;
+    }
     stream.gate.arrive();
     user.set_session_data(Session {
         vu,
         stream: stream.index,
         rng: SmallRng::seed_from_u64(0x6A75_6E74 ^ (vu as u64) << 20 ^ rand::random::<u32>() as u64),
+        rest,
         grpc,
         probe_baseline: None,
     });
@@ -252,6 +303,13 @@ async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transacti
 
 /// Marks a user of the stream busy until dropped.
 struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn new(busy: &'a AtomicUsize) -> Self {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Self(busy)
+    }
+}
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
@@ -267,47 +325,46 @@ async fn iteration(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transact
         return Ok(());
     }
     let Some(started) = stream.started().await else { return Ok(()) };
-    let mut session = user.get_session_data_unchecked::<Session>().clone();
-    let (intended, kind) = match stream.schedule(started) {
-        Some(schedule) => match next_arrival(&stream, schedule).await {
-            Some(arrival) => (arrival.at, arrival.kind.kind),
-            None => return Ok(()),
-        },
-        None => match closed_model_turn(&stream, started, &session).await {
-            Some(at) => (at, pick(&stream.mix, &mut session.rng)),
-            None => return Ok(()),
-        },
-    };
-    stream.busy.fetch_add(1, Ordering::Relaxed);
-    let _busy = Busy(&stream.busy);
-    let workload = &stream.workload;
-    match kind {
-        OperationKind::GetChallenges => workload.run_get(user, &mut session, intended).await,
-        OperationKind::GetThenClaim => workload.run_get_then_claim(user, &mut session, intended).await,
-        OperationKind::Login => workload.run_login(user, &mut session, intended).await,
-        OperationKind::Stat => workload.run_stat(user, &mut session, intended).await,
-        OperationKind::EndToEnd => workload.run_end_to_end(user, &mut session, intended).await,
+    let session = user.get_session_data_unchecked_mut::<Session>();
+    match stream.schedule(started) {
+        Some(schedule) => serve(&stream, schedule, session).await,
+        None => {
+            if let Some(at) = closed_model_turn(&stream, started, session).await {
+                let kind = stream.mix.random(&mut session.rng);
+                let _busy = Busy::new(&stream.busy);
+                stream.workload.run(kind, session, at).await;
+            }
+        }
     }
-    user.set_session_data(session);
     Ok(())
 }
 
-/// Open model: the next arrival this user takes; None when there is nothing to do in this
-/// transaction (no arrival yet, or finished). Arrivals that waited longer than `max_lateness`
-/// found no user in time: they are dropped here, all of them in one pass.
-async fn next_arrival(stream: &StreamRuntime, schedule: &ArrivalSchedule<Due>) -> Option<Arrival<Due>> {
+/// Open model: serves arrivals one after another for as long as the schedule lasts, waiting
+/// (without a timer) when there is none. Arrivals later than `max_lateness` found no user in time:
+/// they are dropped, all of them in one step.
+async fn serve(stream: &StreamRuntime, schedule: &ArrivalSchedule, session: &mut Session) {
+    let warm = |session: &Session| session.rest.as_ref().is_none_or(RestClient::is_open);
+    if !warm(session) {
+        // Until a warm user cannot take the next arrival.
+        schedule.wait(false).await;
+    }
     loop {
-        let Some(arrival) = schedule.next(MAX_WAIT).await else {
-            if schedule.finished() {
-                tokio::time::sleep(MAX_WAIT).await;
-            }
-            return None;
-        };
-        let lateness = Instant::now().saturating_duration_since(arrival.at);
-        if lateness <= stream.max_lateness {
-            return Some(arrival);
+        if stream.stop.is_stopped() {
+            return;
         }
-        stream.drop_arrival(arrival, lateness);
+        match schedule.take(stream.max_lateness) {
+            Take::Arrival(arrival) => {
+                let _busy = Busy::new(&stream.busy);
+                stream.workload.run(stream.mix.of(arrival.index), session, arrival.at).await;
+            }
+            Take::Stale(arrivals) => stream.drop_arrivals(schedule, arrivals),
+            Take::Nothing if schedule.finished() => {
+                // Until goose ends the run, without spinning.
+                tokio::time::sleep(MAX_WAIT).await;
+                return;
+            }
+            Take::Nothing => schedule.wait(warm(session)).await,
+        }
     }
 }
 
@@ -335,16 +392,29 @@ pub async fn run(
 ) -> Result<EngineOutcome, EngineError> {
     let total_users: usize = streams.iter().map(|s| s.executor.pool_size()).sum();
     let duration = streams.iter().map(|s| s.executor.duration()).max().unwrap_or_default();
+    let goose_error = |e: GooseError| EngineError::Goose(e.to_string());
+    // Goose's own HTTP client is never used (REST goes through each user's `RestClient`): one
+    // shared client instead of one per user.
     let mut attack =
         GooseAttack::initialize_with_config(goose_configuration(&options, total_users, options.lead + duration))
-            .map_err(|e| EngineError::Goose(e.to_string()))?;
-    let mut runtimes = Vec::new();
+            .map_err(goose_error)?
+            .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
+            .map_err(goose_error)?;
+    let rest = match &options.api_url {
+        Some(url) => Some(Arc::new(
+            RestTarget::new(url, &workload.base_path, &workload.auth, &workload.users, workload.request_timeout)
+                .await?,
+        )),
+        None => None,
+    };
+    let mut runtimes: Vec<Arc<StreamRuntime>> = Vec::new();
     for plan in streams {
         let weight = plan.executor.pool_size();
-        let mix: Vec<(OperationKind, u32)> = plan.operations.into_iter().filter(|(_, w)| *w > 0).collect();
+        let mix = Mix::new(plan.operations.into_iter().filter(|(_, w)| *w > 0).collect());
         let runtime = Arc::new(StreamRuntime {
             index: u16::try_from(runtimes.len()).map_err(|_| EngineError::Goose("too many streams".into()))?,
-            mix,
+            mix: Arc::new(mix),
+            rest: rest.clone(),
             busy: Arc::new(AtomicUsize::new(0)),
             executor: plan.executor,
             gate: gate.clone(),
@@ -374,9 +444,13 @@ pub async fn run(
 
     goose::reset_killswitch();
     let stop = options.stop.clone();
+    let to_wake = runtimes.clone();
     let stopper = tokio::spawn(async move {
         stop.stopped().await;
         goose::trigger_killswitch("stopped by the harness");
+        for runtime in &to_wake {
+            runtime.wake();
+        }
     });
     let result = Box::pin(attack.execute()).await;
     for runtime in &runtimes {
@@ -405,11 +479,10 @@ fn goose_configuration(options: &EngineOptions, users: usize, until_end: Duratio
     config.increase_rate = Some(format!("{}", (users.max(1) * 8).max(1000)));
     // Counted by goose from the moment every user has started, like the gate.
     config.run_time = Some(format!("{}s", until_end.as_secs_f64().ceil() as u64 + 1));
+    // The harness records everything itself; nothing reads goose's metrics.
+    config.no_metrics = true;
     config.no_print_metrics = true;
     config.no_error_summary = true;
-    config.no_transaction_metrics = true;
-    config.no_scenario_metrics = true;
-    config.no_reset_metrics = true;
     config.no_telnet = true;
     config.quiet = 1;
     config.timeout = Some("60".into());

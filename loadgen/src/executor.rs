@@ -1,18 +1,13 @@
-//! Executors (k6's names and semantics) and the arrival schedules behind the open-model ones.
+//! Executors (k6's names and semantics) and the rate curves of the open-model ones.
 //!
-//! Goose runs a closed model: each virtual user loops. The open model is added on top: each
-//! stream has one [`ArrivalSchedule`], a thread that releases arrivals at their intended times
-//! into a queue; a free user takes the next one; an arrival already later than the scenario's
-//! `max_lateness` when a user takes it found no free user in time and is *dropped*, as k6 drops
-//! iterations (the user drops every such stale arrival in one pass, so fresh arrivals do not wait
-//! behind them). Latency is measured from the arrival's intended time.
+//! Goose runs a closed model: each virtual user loops. The open model is added on top: an
+//! open-model executor gives a [`RateCurve`], from which the stream's
+//! [`ArrivalSchedule`](crate::arrivals::ArrivalSchedule) releases arrivals at their intended
+//! times; latency is measured from that time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio::time::Instant;
 
 use crate::scenario::{ExecutorKind, MaxVus, Stream, duration_text};
 
@@ -353,174 +348,6 @@ impl RateCurve {
     }
 }
 
-/// One arrival: when it was due and what it carries (the operation the stream picked for it).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Arrival<K> {
-    /// Its intended start.
-    pub at: Instant,
-    /// What it does.
-    pub kind: K,
-}
-
-/// What the dispatcher tells its owner: each arrival as it comes due (the owner picks what it
-/// does and counts it as scheduled), and each one evicted unserved from a full queue.
-pub trait Dispatch: Send + 'static {
-    /// What an arrival carries.
-    type Kind: Send + Copy + 'static;
-    /// Arrival `index` came due.
-    fn due(&mut self, index: u64) -> Self::Kind;
-    /// `arrival` was evicted unserved at `now` (the queue was full).
-    fn evicted(&mut self, arrival: Arrival<Self::Kind>, now: Instant);
-}
-
-/// The shared arrival schedule of one open-model stream: a dedicated thread releases each
-/// arrival at its intended time (within the operating system's sleep precision, typically
-/// well under 100 µs; an async timer would add up to a millisecond), and free users take them
-/// from a queue. When the queue is full — every user busy for a long time — the oldest arrival
-/// is evicted to make room, and reported as unserved.
-#[derive(Debug)]
-pub struct ArrivalSchedule<K> {
-    arrivals: async_channel::Receiver<Arrival<K>>,
-    stop: Arc<AtomicBool>,
-    total: u64,
-    dispatcher: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
-}
-
-/// Arrivals queued beyond the users' reach before the oldest is evicted.
-const CHANNEL_CAPACITY: usize = 65_536;
-
-impl<K: Send + Copy + 'static> ArrivalSchedule<K> {
-    /// Starts releasing arrivals along `curve` from `start`, telling `owner` of each.
-    pub fn start<D: Dispatch<Kind = K>>(start: Instant, curve: RateCurve, owner: D) -> Self {
-        let total = curve.total_arrivals();
-        let (sender, arrivals) = async_channel::bounded(CHANNEL_CAPACITY);
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let evict_from = arrivals.clone();
-        let start = start.into_std();
-        let dispatcher = std::thread::Builder::new()
-            .name("gauntlet-arrivals".into())
-            .spawn(move || {
-                Dispatcher { curve: &curve, total, start, sender: &sender, evict_from: &evict_from, owner }
-                    .run(&thread_stop);
-            })
-            .expect("spawning the arrival dispatcher");
-        Self { arrivals, stop, total, dispatcher: std::sync::Mutex::new(Some(dispatcher)) }
-    }
-
-    /// The next released arrival; None if none came within `wait`, or the schedule is over (then
-    /// [`finished`](Self::finished) is true).
-    pub async fn next(&self, wait: Duration) -> Option<Arrival<K>> {
-        match tokio::time::timeout(wait, self.arrivals.recv()).await {
-            Ok(Ok(arrival)) => Some(arrival),
-            Ok(Err(_)) | Err(_) => None,
-        }
-    }
-
-    /// The next released arrival if one is waiting.
-    pub fn try_next(&self) -> Option<Arrival<K>> {
-        self.arrivals.try_recv().ok()
-    }
-
-    /// True once every arrival has been released and taken.
-    pub fn finished(&self) -> bool {
-        self.arrivals.is_closed() && self.arrivals.is_empty()
-    }
-
-    /// Arrivals in the whole schedule.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    /// Stops releasing arrivals and waits for the dispatcher to end (at most one 100-ms sleep
-    /// slice), so every arrival it counted has been queued or reported (the engine calls it when
-    /// a run ends, early or not); what was queued and not taken can still be taken with
-    /// [`try_next`](Self::try_next).
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.arrivals.close();
-        let dispatcher = self.dispatcher.lock().ok().and_then(|mut d| d.take());
-        if let Some(thread) = dispatcher {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl<K> Drop for ArrivalSchedule<K> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-struct Dispatcher<'a, D: Dispatch> {
-    curve: &'a RateCurve,
-    total: u64,
-    start: std::time::Instant,
-    sender: &'a async_channel::Sender<Arrival<D::Kind>>,
-    evict_from: &'a async_channel::Receiver<Arrival<D::Kind>>,
-    owner: D,
-}
-
-impl<D: Dispatch> Dispatcher<'_, D> {
-    fn run(mut self, stop: &AtomicBool) {
-        let mut index = 0;
-        while index < self.total {
-            let Some(offset) = self.curve.time_of(index) else { break };
-            let due = self.start + offset;
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let now = std::time::Instant::now();
-                if now >= due {
-                    break;
-                }
-                // Wake at most every DISPATCH_SLACK: a wake-up per arrival costs more CPU than
-                // the precision is worth. Slices of at most 100 ms keep a stop prompt.
-                std::thread::sleep((due - now).max(DISPATCH_SLACK).min(Duration::from_millis(100)));
-            }
-            // Release everything due by now (never anything early).
-            let now = std::time::Instant::now();
-            while index < self.total {
-                let Some(offset) = self.curve.time_of(index) else { break };
-                if self.start + offset > now {
-                    break;
-                }
-                let arrival = Arrival { at: Instant::from_std(self.start + offset), kind: self.owner.due(index) };
-                if !self.release(arrival) {
-                    return;
-                }
-                index += 1;
-            }
-        }
-        self.sender.close();
-    }
-
-    /// Queues `arrival`, evicting the oldest queued one if the queue is full; false once closed.
-    fn release(&mut self, mut arrival: Arrival<D::Kind>) -> bool {
-        loop {
-            match self.sender.try_send(arrival) {
-                Ok(()) => return true,
-                Err(async_channel::TrySendError::Full(back)) => {
-                    arrival = back;
-                    if let Ok(oldest) = self.evict_from.try_recv() {
-                        self.owner.evicted(oldest, Instant::now());
-                    }
-                }
-                Err(async_channel::TrySendError::Closed(back)) => {
-                    // Counted as due, never queued: the run stopped as it came.
-                    self.owner.evicted(back, Instant::now());
-                    return false;
-                }
-            }
-        }
-    }
-}
-
-/// The dispatcher's shortest sleep: arrivals are released at most this late (plus the operating
-/// system's wake-up delay), and the counted latency includes that.
-pub const DISPATCH_SLACK: Duration = Duration::from_micros(200);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,39 +380,5 @@ mod tests {
         // Monotonic everywhere.
         let times: Vec<Duration> = (0..1000).map(|i| curve.time_of(i).unwrap()).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
-    }
-
-    #[derive(Default)]
-    struct Counting {
-        due: Arc<std::sync::Mutex<Vec<u64>>>,
-    }
-
-    impl Dispatch for Counting {
-        type Kind = u64;
-        fn due(&mut self, index: u64) -> u64 {
-            self.due.lock().unwrap().push(index);
-            index
-        }
-        fn evicted(&mut self, arrival: Arrival<u64>, _: Instant) {
-            panic!("nothing is evicted here: {}", arrival.kind);
-        }
-    }
-
-    #[tokio::test]
-    async fn the_schedule_releases_each_arrival_once_at_its_time_then_finishes() {
-        let start = Instant::now() + Duration::from_millis(20);
-        let owner = Counting::default();
-        let due = owner.due.clone();
-        let schedule = ArrivalSchedule::start(start, RateCurve::new(100.0, &[stage(100.0, 1)]), owner);
-        let mut seen = Vec::new();
-        while !schedule.finished() {
-            if let Some(arrival) = schedule.next(Duration::from_millis(250)).await {
-                assert!(Instant::now() >= arrival.at, "released no earlier than its time");
-                seen.push((arrival.kind, arrival.at - start));
-            }
-        }
-        let expected: Vec<(u64, Duration)> = (0..100).map(|i| (i, Duration::from_millis(10 * i))).collect();
-        assert_eq!(seen, expected);
-        assert_eq!(*due.lock().unwrap(), (0..100).collect::<Vec<u64>>(), "the owner heard of each as it came due");
     }
 }

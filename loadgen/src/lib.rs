@@ -9,7 +9,8 @@
 //! a results folder; each arrow is a plain data type.
 //!
 //! - [`scenario`]: scenario files (YAML) and their validation; [`scenarios`]: the built-in ones.
-//! - [`executor`]: k6's executors and the arrival schedules of the open model.
+//! - [`executor`]: k6's executors and their rate curves; [`arrivals`]: the arrival schedule of
+//!   an open-model stream (a precise dispatcher thread and two counters).
 //! - [`threshold`]: k6's thresholds with k6's metric names, tag filters and abort options,
 //!   judged live every second and over windows.
 //! - [`plan`]: command-line options validated into a plan.
@@ -17,8 +18,9 @@
 //!   `--seed-users` stores progress for many users first), or an external target.
 //! - [`docker`]: the SUT as containers through the Docker engine (images, stack, health checks)
 //!   and the container stats sampler.
-//! - [`engine`]: goose users paced by the schedules; [`workload`]: what each operation sends.
-//! - [`recorder`]: HDR histograms per operation, per run and per second.
+//! - [`engine`]: goose users paced by the schedules; [`workload`]: what each operation sends;
+//!   [`http`]: each user's lean HTTP/1.1 client.
+//! - [`recorder`]: HDR histograms per operation, per run and per second, recorded per thread.
 //! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
 //!   PostgreSQL, `/metrics`, CPU profiles).
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
@@ -28,10 +30,12 @@
 //! - [`report`]: the three documents and comparisons (runs that differ in a SUT setting side by
 //!   side), from saved results alone.
 
+pub mod arrivals;
 pub mod docker;
 pub mod engine;
 pub mod environment;
 pub mod executor;
+pub mod http;
 pub mod observe;
 pub mod plan;
 pub mod recorder;

@@ -5,7 +5,7 @@
 //! with how late it was then (the `unserved` histogram); errors by kind; calls in flight.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -286,25 +286,34 @@ impl Measured {
     }
 }
 
-#[derive(Debug, Default)]
-struct OpState {
-    total: Measured,
-    interval: Measured,
+/// One thread's share of the recorder: what it recorded this interval, and the calls it started
+/// and ended (their sum over shards is the calls in flight). Aligned so two shards never share a
+/// cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    interval: Mutex<[Measured; Operation::ALL.len()]>,
+    in_flight: [AtomicI64; Operation::ALL.len()],
 }
 
-impl OpState {
-    fn arrivals(&mut self, stream: u16) -> [&mut Arrivals; 2] {
-        [
-            self.total.arrivals.entry(stream).or_insert_with(Arrivals::new),
-            self.interval.arrivals.entry(stream).or_insert_with(Arrivals::new),
-        ]
+impl Shard {
+    fn new() -> Self {
+        Self { interval: Mutex::new(Default::default()), in_flight: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, [Measured; Operation::ALL.len()]> {
+        self.interval.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-#[derive(Debug)]
-struct OpRecorder {
-    state: Mutex<OpState>,
-    in_flight: AtomicI64,
+/// Shards per recorder: threads beyond this share one (correct, just contended).
+const SHARDS: usize = 16;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard number, the same in every recorder.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
 }
 
 /// One operation's interval, taken every second.
@@ -341,10 +350,14 @@ impl std::ops::Deref for OperationTotals {
     }
 }
 
-/// Shared by every virtual user and the per-second sampler.
+/// Shared by every virtual user and the per-second sampler. Each thread records into its own
+/// shard (a lock no other thread takes, except the sampler once a second), so recording costs
+/// no contention; [`take_intervals`](Self::take_intervals) folds the shards into the interval
+/// and the interval into the run's totals.
 #[derive(Debug)]
 pub struct Recorder {
-    ops: Vec<OpRecorder>,
+    shards: Box<[Shard]>,
+    totals: Mutex<[Measured; Operation::ALL.len()]>,
 }
 
 impl Default for Recorder {
@@ -366,24 +379,20 @@ impl Drop for InFlight<'_> {
 impl Recorder {
     /// An empty recorder.
     pub fn new() -> Self {
-        let ops = Operation::ALL
-            .iter()
-            .map(|_| OpRecorder { state: Mutex::new(OpState::default()), in_flight: AtomicI64::new(0) })
-            .collect();
-        Self { ops }
+        Self { shards: (0..SHARDS).map(|_| Shard::new()).collect(), totals: Mutex::new(Default::default()) }
     }
 
-    fn op(&self, operation: Operation) -> &OpRecorder {
-        &self.ops[operation.index()]
+    fn shard(&self) -> &Shard {
+        &self.shards[SHARD.with(|s| *s)]
     }
 
-    fn lock(&self, operation: Operation) -> std::sync::MutexGuard<'_, OpState> {
-        self.op(operation).state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn totals_lock(&self) -> std::sync::MutexGuard<'_, [Measured; Operation::ALL.len()]> {
+        self.totals.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks a call as started; the guard marks it ended.
     pub fn start(&self, operation: Operation) -> InFlight<'_> {
-        let counter = &self.op(operation).in_flight;
+        let counter = &self.shard().in_flight[operation.index()];
         counter.fetch_add(1, Ordering::Relaxed);
         InFlight(counter)
     }
@@ -401,59 +410,71 @@ impl Recorder {
         let latency = micros(done.saturating_duration_since(intended));
         let service = micros(done.saturating_duration_since(sent));
         let key = SeriesKey { stream, status: outcome.status, expected: outcome.error.is_none() };
-        let mut guard = self.lock(operation);
-        let s = &mut *guard;
-        for measured in [&mut s.total, &mut s.interval] {
-            let series = measured.series.entry(key).or_insert_with(Series::new);
-            series.latency.saturating_record(latency);
-            series.service.saturating_record(service);
-            series.requests += 1;
-            series.checks_failed += u64::from(!outcome.check);
-        }
+        let mut shard = self.shard().lock();
+        let measured = &mut shard[operation.index()];
+        let series = measured.series.entry(key).or_insert_with(Series::new);
+        series.latency.saturating_record(latency);
+        series.service.saturating_record(service);
+        series.requests += 1;
+        series.checks_failed += u64::from(!outcome.check);
         if let Some(kind) = outcome.error {
-            *s.interval.errors_by_kind.entry(kind.clone()).or_default() += 1;
-            *s.total.errors_by_kind.entry(kind).or_default() += 1;
+            *measured.errors_by_kind.entry(kind).or_default() += 1;
         }
     }
 
-    /// Records an arrival of `stream` coming due (open model).
-    pub fn record_scheduled(&self, operation: Operation, stream: u16) {
-        let mut s = self.lock(operation);
-        for arrivals in s.arrivals(stream) {
-            arrivals.scheduled += 1;
-        }
+    /// Records `count` arrivals of `stream` coming due (open model).
+    pub fn record_scheduled(&self, operation: Operation, stream: u16, count: u64) {
+        let mut shard = self.shard().lock();
+        shard[operation.index()].arrivals.entry(stream).or_insert_with(Arrivals::new).scheduled += count;
     }
 
     /// Records an arrival that no virtual user started in time, `lateness` after it was due;
     /// `pool_full` when every user of its stream was busy as it came due.
     pub fn record_dropped(&self, operation: Operation, stream: u16, lateness: Duration, pool_full: bool) {
-        let lateness = micros(lateness);
-        let mut s = self.lock(operation);
-        for arrivals in s.arrivals(stream) {
-            arrivals.dropped += 1;
-            arrivals.dropped_pool_full += u64::from(pool_full);
-            arrivals.unserved.saturating_record(lateness);
-        }
+        let mut shard = self.shard().lock();
+        let arrivals = shard[operation.index()].arrivals.entry(stream).or_insert_with(Arrivals::new);
+        arrivals.dropped += 1;
+        arrivals.dropped_pool_full += u64::from(pool_full);
+        arrivals.unserved.saturating_record(micros(lateness));
     }
 
-    /// Takes and resets every operation's interval.
+    /// Takes and resets every operation's interval (every thread's share of it), and adds it to
+    /// the totals.
     pub fn take_intervals(&self) -> Vec<IntervalSnapshot> {
+        let mut totals = self.totals_lock();
+        let mut intervals: [Measured; Operation::ALL.len()] = Default::default();
+        for shard in &self.shards {
+            let taken = std::mem::take(&mut *shard.lock());
+            for (interval, part) in intervals.iter_mut().zip(&taken) {
+                if !part.is_empty() {
+                    interval.add(part);
+                }
+            }
+        }
         Operation::ALL
             .iter()
-            .map(|&operation| {
-                let in_flight = self.op(operation).in_flight.load(Ordering::Relaxed);
-                let measured = std::mem::take(&mut self.lock(operation).interval);
+            .zip(intervals)
+            .map(|(&operation, measured)| {
+                totals[operation.index()].add(&measured);
+                let in_flight =
+                    self.shards.iter().map(|s| s.in_flight[operation.index()].load(Ordering::Relaxed)).sum();
                 IntervalSnapshot { operation, measured, in_flight }
             })
             .collect()
     }
 
-    /// Every operation's totals so far.
+    /// Every operation's totals so far (the intervals not yet taken included).
     pub fn totals(&self) -> Vec<OperationTotals> {
-        Operation::ALL
-            .iter()
-            .map(|&operation| OperationTotals { operation, measured: self.lock(operation).total.clone() })
-            .collect()
+        let totals = self.totals_lock();
+        let mut all = totals.clone();
+        for shard in &self.shards {
+            for (total, part) in all.iter_mut().zip(shard.lock().iter()) {
+                if !part.is_empty() {
+                    total.add(part);
+                }
+            }
+        }
+        Operation::ALL.iter().zip(all).map(|(&operation, measured)| OperationTotals { operation, measured }).collect()
     }
 }
 
@@ -476,7 +497,7 @@ mod tests {
             intended + Duration::from_millis(2),
             Outcome::failed(503, "HTTP 503"),
         );
-        recorder.record_scheduled(Operation::Stat, 0);
+        recorder.record_scheduled(Operation::Stat, 0, 1);
         recorder.record_dropped(Operation::Stat, 0, Duration::from_millis(300), true);
         let totals = &recorder.totals()[Operation::Stat.index()];
         assert_eq!(totals.requests(), 2);

@@ -1,34 +1,30 @@
-//! What each operation sends: REST requests through the goose user's client (recorded by goose
-//! too), gRPC calls through the tonic clients in the user's session data (recorded in goose with
-//! `record_custom_request_duration`), and every one of them in the harness's own [`Recorder`].
+//! What each operation sends: REST requests through the user's lean [`RestClient`], gRPC calls
+//! through the tonic clients in the user's session data, every one of them recorded in the
+//! harness's own [`Recorder`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use goose::prelude::*;
+use hyper::Method;
 use proto::account::user_authentication_user_logged_in_service_client::UserAuthenticationUserLoggedInServiceClient as LoginClient;
 use proto::account::{UserAccount, UserLoggedIn, UserLoggedInPayload};
 use proto::statistic::statistic_stat_item_updated_service_client::StatisticStatItemUpdatedServiceClient as StatClient;
 use proto::statistic::{StatItem, StatItemUpdated};
 use rand::Rng;
 use rand::rngs::SmallRng;
+use serde::Deserialize;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+pub use crate::http::RestAuth;
+use crate::http::{Keep, Reply, RestClient};
 use crate::recorder::{Operation, Outcome, Recorder};
+use crate::scenario::OperationKind;
 
 /// The stat codes the event stream sends (the fixture's statistic-sourced codes).
 pub const STAT_CODES: [&str; 4] = ["enemy_kills", "games_played", "headshots", "wins"];
-
-/// How REST requests authenticate.
-#[derive(Debug, Clone)]
-pub enum RestAuth {
-    /// `Authorization: Bearer <token>`, one token per fixture user (same order).
-    Tokens(Arc<Vec<String>>),
-    /// `X-Mock-User-Id: <user>` (the SUT runs with auth disabled).
-    MockHeader,
-}
 
 /// Everything operations share.
 #[derive(Debug)]
@@ -62,6 +58,8 @@ pub struct Session {
     pub stream: u16,
     /// Random source of this user.
     pub rng: SmallRng,
+    /// Its HTTP client (when the run has a REST target).
+    pub rest: Option<RestClient>,
     /// gRPC clients (gRPC streams only).
     pub grpc: Option<GrpcClients>,
     /// End-to-end probes: the probe user's `wins` progress sum last seen.
@@ -82,6 +80,10 @@ impl GrpcClients {
     }
 }
 
+fn http_failure(status: u16) -> Outcome {
+    Outcome::failed(status.into(), format!("HTTP {status}"))
+}
+
 impl Workload {
     /// A random user index for load (probe users excluded).
     fn random_user(&self, rng: &mut SmallRng) -> usize {
@@ -89,81 +91,64 @@ impl Workload {
         rng.random_range(0..pool)
     }
 
-    fn authorize(&self, request: reqwest::RequestBuilder, user: usize) -> reqwest::RequestBuilder {
-        match &self.auth {
-            RestAuth::Tokens(tokens) => request.bearer_auth(&tokens[user]),
-            RestAuth::MockHeader => request.header(sut::auth::MOCK_USER_HEADER, &self.users[user]),
+    /// One arrival of `kind`, due at `intended`.
+    pub async fn run(&self, kind: OperationKind, session: &mut Session, intended: Instant) {
+        match kind {
+            OperationKind::GetChallenges => self.run_get(session, intended).await,
+            OperationKind::GetThenClaim => self.run_get_then_claim(session, intended).await,
+            OperationKind::Login => self.run_login(session, intended).await,
+            OperationKind::Stat => self.run_stat(session, intended).await,
+            OperationKind::EndToEnd => self.run_end_to_end(session, intended).await,
         }
     }
 
-    async fn rest(
-        &self,
-        goose: &mut GooseUser,
-        method: GooseMethod,
-        path: &str,
-        name: &str,
-        user: usize,
-    ) -> Result<(u16, Vec<u8>), Outcome> {
-        let builder =
-            goose.get_request_builder(&method, path).map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
-        let builder = self.authorize(builder, user).timeout(self.request_timeout);
-        let request = GooseRequest::builder().set_request_builder(builder).name(name).build();
-        let response = goose.request(request).await.map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
-        match response.response {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.bytes().await.map_err(|e| transport_error(&e))?;
-                Ok((status, body.to_vec()))
-            }
-            Err(e) => Err(transport_error(&e)),
-        }
-    }
-
-    /// `GET /v1/challenges` for a random user, measured from `intended`. Returns the body when
-    /// it succeeded. Its check: HTTP 200 and [`challenges_shape`].
-    pub async fn get_challenges(
-        &self,
-        goose: &mut GooseUser,
-        stream: u16,
-        intended: Instant,
-        user: usize,
-    ) -> Option<Vec<u8>> {
-        let path = format!("{}/v1/challenges", self.base_path);
+    /// `GET /v1/challenges` for `user`, measured from `intended`, keeping what `keep` says of the
+    /// body. Its check: HTTP 200 and a body of the challenges list's shape.
+    async fn get_challenges(&self, session: &mut Session, intended: Instant, user: usize, keep: Keep) -> Option<Reply> {
         let _in_flight = self.recorder.start(Operation::GetChallenges);
         let sent = Instant::now();
-        let result = self.rest(goose, GooseMethod::Get, &path, Operation::GetChallenges.name(), user).await;
+        let result = match session.rest.as_mut() {
+            Some(rest) => {
+                let uri = rest.target().challenges().clone();
+                rest.send(Method::GET, &uri, user, keep).await
+            }
+            None => Err(Outcome::failed(0, "request: no REST target")),
+        };
         let done = Instant::now();
-        let (outcome, body) = match result {
-            Ok((200, body)) => (Outcome { check: challenges_shape(&body), ..Outcome::ok(200) }, Some(body)),
-            Ok((status, _)) => (Outcome::failed(status.into(), format!("HTTP {status}")), None),
+        let (outcome, reply) = match result {
+            Ok(reply) if reply.status == 200 => (Outcome { check: reply.shape, ..Outcome::ok(200) }, Some(reply)),
+            Ok(reply) => (http_failure(reply.status), None),
             Err(outcome) => (outcome, None),
         };
-        self.recorder.record(Operation::GetChallenges, stream, intended, sent, done, outcome);
-        body
+        self.recorder.record(Operation::GetChallenges, session.stream, intended, sent, done, outcome);
+        reply
     }
 
-    /// One iteration of `get_challenges`.
-    pub async fn run_get(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
+    /// One iteration of `get_challenges`: the body is read to its end and checked, not kept.
+    pub async fn run_get(&self, session: &mut Session, intended: Instant) {
         let user = self.random_user(&mut session.rng);
-        self.get_challenges(goose, session.stream, intended, user).await;
+        self.get_challenges(session, intended, user, Keep::Shape).await;
     }
 
     /// GET, then claim one goal the response shows as completed (if it shows one).
-    pub async fn run_get_then_claim(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
+    pub async fn run_get_then_claim(&self, session: &mut Session, intended: Instant) {
         let user = self.random_user(&mut session.rng);
-        let Some(body) = self.get_challenges(goose, session.stream, intended, user).await else { return };
-        let completed = completed_goals(&body);
+        let Some(reply) = self.get_challenges(session, intended, user, Keep::Whole).await else { return };
+        let completed = completed_goals(&reply.body);
         if completed.is_empty() {
             return;
         }
         let (challenge, goal) = &completed[session.rng.random_range(0..completed.len())];
-        let path = format!("{}/v1/challenges/{challenge}/goals/{goal}/claim", self.base_path);
+        let Some(rest) = session.rest.as_mut() else { return };
         let _in_flight = self.recorder.start(Operation::Claim);
         let sent = Instant::now();
-        let result = self.rest(goose, GooseMethod::Post, &path, Operation::Claim.name(), user).await;
+        let result = match rest.target().claim(challenge, goal) {
+            Ok(uri) => rest.send(Method::POST, &uri, user, Keep::Nothing).await,
+            Err(outcome) => Err(outcome),
+        };
         let outcome = match result {
-            Ok((200, _)) => Outcome::ok(200),
-            Ok((status, _)) => Outcome::failed(status.into(), format!("HTTP {status}")),
+            Ok(reply) if reply.status == 200 => Outcome::ok(200),
+            Ok(reply) => http_failure(reply.status),
             Err(outcome) => outcome,
         };
         // A follow-up request is due when the GET returned: its latency is its service time.
@@ -171,7 +156,7 @@ impl Workload {
     }
 
     /// `OnMessage(UserLoggedIn)` for a random user.
-    pub async fn run_login(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
+    pub async fn run_login(&self, session: &mut Session, intended: Instant) {
         let user = self.users[self.random_user(&mut session.rng)].clone();
         let event = UserLoggedIn {
             id: format!("{:016x}", session.rng.random::<u64>()),
@@ -189,25 +174,23 @@ impl Workload {
             ..Default::default()
         };
         let Some(clients) = session.grpc.as_mut() else { return };
-        let mut client = clients.login.clone();
         let _in_flight = self.recorder.start(Operation::Login);
         let sent = Instant::now();
-        let result = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await);
-        self.finish_grpc(goose, Operation::Login, session.stream, intended, sent, result).await;
+        let result = grpc_outcome(tokio::time::timeout(self.request_timeout, clients.login.on_message(event)).await);
+        self.recorder.record(Operation::Login, session.stream, intended, sent, Instant::now(), result);
     }
 
     /// `OnMessage(StatItemUpdated)` for a random user, stat code and value (0–999).
-    pub async fn run_stat(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
+    pub async fn run_stat(&self, session: &mut Session, intended: Instant) {
         let user = self.users[self.random_user(&mut session.rng)].clone();
         let code = STAT_CODES[session.rng.random_range(0..STAT_CODES.len())];
         let value = f64::from(session.rng.random_range(0..1000u32));
         let event = self.stat_event(&user, code, value, session.rng.random());
         let Some(clients) = session.grpc.as_mut() else { return };
-        let mut client = clients.stat.clone();
         let _in_flight = self.recorder.start(Operation::Stat);
         let sent = Instant::now();
-        let result = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await);
-        self.finish_grpc(goose, Operation::Stat, session.stream, intended, sent, result).await;
+        let result = grpc_outcome(tokio::time::timeout(self.request_timeout, clients.stat.on_message(event)).await);
+        self.recorder.record(Operation::Stat, session.stream, intended, sent, Instant::now(), result);
     }
 
     fn stat_event(&self, user: &str, code: &str, value: f64, id: u64) -> StatItemUpdated {
@@ -227,70 +210,52 @@ impl Workload {
         }
     }
 
-    async fn finish_grpc(
-        &self,
-        goose: &mut GooseUser,
-        op: Operation,
-        stream: u16,
-        intended: Instant,
-        sent: Instant,
-        outcome: Outcome,
-    ) {
-        let done = Instant::now();
-        let error = outcome.error.as_deref();
-        let _ =
-            goose.record_custom_request_duration("gRPC", op.name(), done - sent, error.is_none(), None, error).await;
-        self.recorder.record(op, stream, intended, sent, done, outcome);
+    /// The probe user's `wins` progress sum, read through the API (an unexpected answer is the
+    /// failure it is, prefixed with `what`).
+    async fn wins_sum(session: &mut Session, user: usize, what: &str) -> Result<i64, Outcome> {
+        let Some(rest) = session.rest.as_mut() else { return Err(Outcome::failed(0, "request: no REST target")) };
+        let uri = rest.target().challenges().clone();
+        match rest.send(Method::GET, &uri, user, Keep::Whole).await {
+            Ok(reply) if reply.status == 200 => Ok(wins_progress_sum(&reply.body)),
+            Ok(reply) => Err(Outcome::failed(reply.status.into(), format!("{what}: HTTP {}", reply.status))),
+            Err(failed) => Err(Outcome::failed(failed.status, format!("{what}: {}", failed.error.unwrap_or_default()))),
+        }
     }
 
     /// Scenario 5: a `wins` stat event for this user's own probe user, then `GET` until the
     /// event's effect shows. Only probes touch a probe user, so any change of its `wins` goals'
     /// progress is this event's effect. Measured from the send; an arrival that cannot send its
     /// probe (no baseline read) is recorded as failed, so every arrival is accounted for.
-    pub async fn run_end_to_end(&self, goose: &mut GooseUser, session: &mut Session, intended: Instant) {
+    pub async fn run_end_to_end(&self, session: &mut Session, intended: Instant) {
         let reserved = self.reserved_for_probes.clamp(1, self.users.len());
         let user_index = self.users.len() - 1 - session.vu % reserved;
         let user = self.users[user_index].clone();
-        let path = format!("{}/v1/challenges", self.base_path);
         let baseline = match session.probe_baseline {
             Some(sum) => sum,
-            None => {
-                let read = self.rest(goose, GooseMethod::Get, &path, "GET /v1/challenges (e2e poll)", user_index).await;
-                let read = read.and_then(|(status, body)| match status {
-                    200 => Ok(wins_progress_sum(&body)),
-                    _ => Err(Outcome::failed(status.into(), format!("baseline: HTTP {status}"))),
-                });
-                match read {
-                    Ok(sum) => sum,
-                    Err(outcome) => {
-                        let now = Instant::now();
-                        return self.recorder.record(Operation::EndToEnd, session.stream, intended, now, now, outcome);
-                    }
+            None => match Self::wins_sum(session, user_index, "baseline").await {
+                Ok(sum) => sum,
+                Err(outcome) => {
+                    let now = Instant::now();
+                    return self.recorder.record(Operation::EndToEnd, session.stream, intended, now, now, outcome);
                 }
-            }
+            },
         };
         let value = self.probe_values.fetch_add(1, Ordering::Relaxed) as f64;
         let event = self.stat_event(&user, "wins", value, session.rng.random());
         let Some(clients) = session.grpc.as_mut() else { return };
-        let mut client = clients.stat.clone();
         let _in_flight = self.recorder.start(Operation::EndToEnd);
         let sent = Instant::now();
         let deadline = sent + self.request_timeout;
-        let mut outcome = grpc_outcome(tokio::time::timeout(self.request_timeout, client.on_message(event)).await);
+        let mut outcome =
+            grpc_outcome(tokio::time::timeout(self.request_timeout, clients.stat.on_message(event)).await);
         while outcome.error.is_none() {
-            match self.rest(goose, GooseMethod::Get, &path, "GET /v1/challenges (e2e poll)", user_index).await {
-                Ok((200, body)) => {
-                    let sum = wins_progress_sum(&body);
-                    if sum != baseline {
-                        session.probe_baseline = Some(sum);
-                        break;
-                    }
+            match Self::wins_sum(session, user_index, "poll").await {
+                Ok(sum) if sum != baseline => {
+                    session.probe_baseline = Some(sum);
+                    break;
                 }
-                Ok((status, _)) => outcome = Outcome::failed(status.into(), format!("poll: HTTP {status}")),
-                Err(failed) => {
-                    let why = failed.error.unwrap_or_default();
-                    outcome = Outcome::failed(failed.status, format!("poll: {why}"));
-                }
+                Ok(_) => {}
+                Err(failed) => outcome = failed,
             }
             if outcome.error.is_none() && Instant::now() >= deadline {
                 outcome = Outcome::failed(0, "effect not visible within the request timeout");
@@ -303,18 +268,6 @@ impl Workload {
     }
 }
 
-/// A REST request that got no response: status 0, as k6 tags it.
-fn transport_error(e: &reqwest::Error) -> Outcome {
-    let why = if e.is_timeout() {
-        "timeout".into()
-    } else if e.is_connect() {
-        "connect error".into()
-    } else {
-        format!("transport: {e}")
-    };
-    Outcome::failed(0, why)
-}
-
 /// A gRPC call's outcome, its status the gRPC code's number (a timeout is DEADLINE_EXCEEDED, 4).
 fn grpc_outcome<T>(result: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> Outcome {
     match result {
@@ -324,61 +277,66 @@ fn grpc_outcome<T>(result: Result<Result<T, tonic::Status>, tokio::time::error::
     }
 }
 
-/// The shape a `GET /v1/challenges` body must have: a JSON object with a `challenges` array
-/// among its first 4 KB (parsing every ~150 KB body would cost the generator more than the
-/// request).
-pub fn challenges_shape(body: &[u8]) -> bool {
-    let text = body.trim_ascii();
-    if !(text.starts_with(b"{") && text.ends_with(b"}")) {
-        return false;
-    }
-    let head = &text[..text.len().min(4096)];
-    let key = b"\"challenges\"";
-    head.windows(key.len()).enumerate().filter(|(_, w)| *w == key).any(|(at, _)| {
-        let rest = head[at + key.len()..].trim_ascii_start();
-        rest.strip_prefix(b":").is_some_and(|r| r.trim_ascii_start().starts_with(b"["))
-    })
+/// The fields of a `GET /v1/challenges` response the harness reads, borrowed from the body
+/// (everything else is skipped unparsed).
+#[derive(Debug, Deserialize)]
+struct View<'a> {
+    #[serde(borrow, default)]
+    challenges: Vec<ChallengeView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChallengeView<'a> {
+    #[serde(rename = "challengeId", borrow, default)]
+    challenge_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    goals: Vec<GoalView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GoalView<'a> {
+    #[serde(rename = "goalId", borrow, default)]
+    goal_id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    status: Cow<'a, str>,
+    #[serde(borrow, default)]
+    prerequisites: Option<Vec<Cow<'a, str>>>,
+    #[serde(default)]
+    progress: Option<f64>,
+    #[serde(borrow, default)]
+    requirement: Option<RequirementView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequirementView<'a> {
+    #[serde(rename = "statCode", borrow, default)]
+    stat_code: Option<Cow<'a, str>>,
 }
 
 /// `(challengeId, goalId)` of every goal a player could claim from this GET response: shown as
 /// completed, with every prerequisite shown as completed or claimed (a game client offers no
 /// other claim; the SUT answers others with 400).
 pub fn completed_goals(body: &[u8]) -> Vec<(String, String)> {
-    let Ok(view) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
-    let goals: Vec<(&str, &serde_json::Value)> = view["challenges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| {
-            let challenge_id = c["challengeId"].as_str().unwrap_or_default();
-            c["goals"].as_array().into_iter().flatten().map(move |g| (challenge_id, g))
-        })
+    let Ok(view) = serde_json::from_slice::<View>(body) else { return Vec::new() };
+    let goals = || view.challenges.iter().flat_map(|c| c.goals.iter().map(move |g| (c, g)));
+    let done: std::collections::HashSet<&str> = goals()
+        .filter(|(_, g)| g.status == "completed" || g.status == "claimed")
+        .map(|(_, g)| g.goal_id.as_ref())
         .collect();
-    let done: std::collections::HashSet<&str> = goals
-        .iter()
-        .filter(|(_, g)| g["status"] == "completed" || g["status"] == "claimed")
-        .filter_map(|(_, g)| g["goalId"].as_str())
-        .collect();
-    goals
-        .iter()
-        .filter(|(_, g)| g["status"] == "completed")
-        .filter(|(_, g)| {
-            g["prerequisites"].as_array().into_iter().flatten().all(|p| p.as_str().is_some_and(|p| done.contains(p)))
-        })
-        .map(|(challenge_id, g)| ((*challenge_id).to_owned(), g["goalId"].as_str().unwrap_or_default().to_owned()))
+    goals()
+        .filter(|(_, g)| g.status == "completed" && g.prerequisites.iter().flatten().all(|p| done.contains(p.as_ref())))
+        .map(|(c, g)| (c.challenge_id.clone().into_owned(), g.goal_id.clone().into_owned()))
         .collect()
 }
 
-/// The summed progress of every goal on `wins` in a GET response.
+/// The summed progress of every goal on `wins` in a GET response (-1 if it cannot be read).
 fn wins_progress_sum(body: &[u8]) -> i64 {
-    let Ok(view) = serde_json::from_slice::<serde_json::Value>(body) else { return -1 };
-    view["challenges"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|c| c["goals"].as_array().into_iter().flatten())
-        .filter(|g| g["requirement"]["statCode"] == "wins")
-        .filter_map(|g| g["progress"].as_i64())
+    let Ok(view) = serde_json::from_slice::<View>(body) else { return -1 };
+    view.challenges
+        .iter()
+        .flat_map(|c| &c.goals)
+        .filter(|g| g.requirement.as_ref().and_then(|r| r.stat_code.as_deref()) == Some("wins"))
+        .filter_map(|g| g.progress.filter(|p| p.fract() == 0.0).map(|p| p as i64))
         .sum()
 }
 
@@ -401,12 +359,12 @@ mod tests {
     }
 
     #[test]
-    fn the_get_check_wants_an_object_with_a_challenges_array() {
-        assert!(challenges_shape(br#"{"challenges":[]}"#));
-        assert!(challenges_shape(br#" {"paging": {}, "challenges" : [{"challengeId":"c"}]} "#));
-        assert!(!challenges_shape(br#"{"challenges":null}"#));
-        assert!(!challenges_shape(br#"{"error":"x"}"#));
-        assert!(!challenges_shape(b"<html>busy</html>"));
-        assert!(!challenges_shape(br#"{"challenges":[{"#), "cut off");
+    fn the_probe_reads_the_progress_of_wins_goals() {
+        let body = br#"{"challenges":[{"challengeId":"c1","goals":[
+            {"goalId":"g1","status":"in_progress","progress":3,"requirement":{"statCode":"wins","targetValue":10}},
+            {"goalId":"g2","status":"in_progress","progress":5,"requirement":{"statCode":"kills"}},
+            {"goalId":"g3","status":"completed","progress":4,"prerequisites":null,"requirement":{"statCode":"wins"}}]}]}"#;
+        assert_eq!(wins_progress_sum(body), 7);
+        assert_eq!(wins_progress_sum(b"{"), -1);
     }
 }

@@ -188,12 +188,12 @@ mod tests {
         }
         recorder.record(Operation::GetChallenges, 0, t0, t0 + ms(100), t0 + ms(101), Outcome::failed(503, "HTTP 503"));
         for _ in 0..4 {
-            recorder.record_scheduled(Operation::GetChallenges, 0);
+            recorder.record_scheduled(Operation::GetChallenges, 0, 1);
         }
         recorder.record_dropped(Operation::GetChallenges, 0, ms(60), true);
         // Stream 1 ("events"): one stat call.
         recorder.record(Operation::Stat, 1, t0, t0, t0 + ms(2), Outcome::ok(0));
-        recorder.record_scheduled(Operation::Stat, 1);
+        recorder.record_scheduled(Operation::Stat, 1, 1);
         let totals = recorder.totals();
         let streams = ["api".to_owned(), "events".to_owned()];
         let source = Measurements {

@@ -1,0 +1,333 @@
+//! The REST side of a virtual user: a lean HTTP/1.1 client (hyper's connection API, one
+//! keep-alive connection per user, opened on first use and again after a failure), sent the way
+//! the gRPC calls are. Everything that does not change per request — the address, the `Host`
+//! header, the paths, every fixture user's auth header — is built once in a [`RestTarget`]; a
+//! request is one `Request` with three headers, one deadline over send and body, no gzip, and
+//! the body either streamed through a check without being kept or taken whole when the caller
+//! reads it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+
+use crate::recorder::Outcome;
+
+/// How REST requests authenticate.
+#[derive(Debug, Clone)]
+pub enum RestAuth {
+    /// `Authorization: Bearer <token>`, one token per fixture user (same order).
+    Tokens(Arc<Vec<String>>),
+    /// `X-Mock-User-Id: <user>` (the SUT runs with auth disabled).
+    MockHeader,
+}
+
+/// Why a [`RestTarget`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The API URL is not `http://host:port`.
+    #[error("API URL {0:?}: {1}")]
+    Url(String, String),
+    /// A token or user id cannot be an HTTP header value.
+    #[error("user {0}: its token or id is not a valid HTTP header value")]
+    Header(usize),
+}
+
+/// What every user's REST requests share, built once per run.
+#[derive(Debug)]
+pub struct RestTarget {
+    address: SocketAddr,
+    host: HeaderValue,
+    base_path: String,
+    challenges: Uri,
+    auth_name: HeaderName,
+    auth_values: Vec<HeaderValue>,
+    deadline: Duration,
+}
+
+impl RestTarget {
+    /// The target at `api_url` (`http://host:port`, resolved now), its API under `base_path`,
+    /// users authenticating as `auth` says (`users` gives their ids), every request given
+    /// `deadline` for its response and body.
+    pub async fn new(
+        api_url: &str,
+        base_path: &str,
+        auth: &RestAuth,
+        users: &[String],
+        deadline: Duration,
+    ) -> Result<Self, TargetError> {
+        let bad = |why: &str| TargetError::Url(api_url.to_owned(), why.to_owned());
+        let url = url::Url::parse(api_url).map_err(|e| bad(&e.to_string()))?;
+        if url.scheme() != "http" {
+            return Err(bad("only http:// is supported"));
+        }
+        let host = url.host_str().ok_or_else(|| bad("no host"))?;
+        let port = url.port_or_known_default().ok_or_else(|| bad("no port"))?;
+        let address = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| bad(&format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| bad("resolves to no address"))?;
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let challenges = format!("{base_path}/v1/challenges").parse().map_err(|_| bad("base path is not a path"))?;
+        let (auth_name, auth_values) = match auth {
+            RestAuth::Tokens(tokens) => (
+                AUTHORIZATION,
+                tokens
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| HeaderValue::try_from(format!("Bearer {t}")).map_err(|_| TargetError::Header(i)))
+                    .collect::<Result<_, _>>()?,
+            ),
+            RestAuth::MockHeader => (
+                HeaderName::from_static(sut::auth::MOCK_USER_HEADER),
+                users
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| HeaderValue::try_from(u.as_str()).map_err(|_| TargetError::Header(i)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(Self {
+            address,
+            host: HeaderValue::try_from(authority).map_err(|_| bad("host is not a header value"))?,
+            base_path: base_path.to_owned(),
+            challenges,
+            auth_name,
+            auth_values,
+            deadline,
+        })
+    }
+
+    /// `GET /v1/challenges`.
+    pub fn challenges(&self) -> &Uri {
+        &self.challenges
+    }
+
+    /// The claim of `goal` of `challenge`.
+    pub fn claim(&self, challenge: &str, goal: &str) -> Result<Uri, Outcome> {
+        format!("{}/v1/challenges/{challenge}/goals/{goal}/claim", self.base_path)
+            .parse()
+            .map_err(|_| Outcome::failed(0, "request: the claim's path is not a valid URI"))
+    }
+}
+
+/// What a request should keep of the response body (it is always read to its end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Nothing: only its length.
+    Nothing,
+    /// Whether it has the shape of a challenges list ([`BodyShape`]).
+    Shape,
+    /// All of it.
+    Whole,
+}
+
+/// A response as the caller asked for it.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// With [`Keep::Shape`] or [`Keep::Whole`]: whether the body has the shape of a challenges list.
+    pub shape: bool,
+    /// With [`Keep::Whole`]: the body.
+    pub body: Bytes,
+}
+
+/// One virtual user's HTTP/1.1 client: its connection (if open) to the shared target.
+#[derive(Debug)]
+pub struct RestClient {
+    target: Arc<RestTarget>,
+    connection: Option<SendRequest<Empty<Bytes>>>,
+}
+
+/// A copy of a client is a client of the same target with a connection of its own (goose wants
+/// session data to be `Clone`; it never clones it mid-run).
+impl Clone for RestClient {
+    fn clone(&self) -> Self {
+        Self::new(self.target.clone())
+    }
+}
+
+impl RestClient {
+    /// A client of `target`; it connects on its first request.
+    pub fn new(target: Arc<RestTarget>) -> Self {
+        Self { target, connection: None }
+    }
+
+    /// The target.
+    pub fn target(&self) -> &RestTarget {
+        &self.target
+    }
+
+    /// True while its connection is open (a request can go at once).
+    pub fn is_open(&self) -> bool {
+        self.connection.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    /// Opens its connection now, if it is not open.
+    pub async fn connect(&mut self) -> Result<(), Outcome> {
+        if !self.is_open() {
+            self.connection = Some(connect(self.target.address).await?);
+        }
+        Ok(())
+    }
+
+    /// Sends `method uri` as fixture user `user` and reads the whole response within the
+    /// target's deadline. A failure (status 0, as k6 tags a request without a response) closes
+    /// the connection; the next request opens a new one.
+    pub async fn send(&mut self, method: Method, uri: &Uri, user: usize, keep: Keep) -> Result<Reply, Outcome> {
+        let target = self.target.clone();
+        let auth = target.auth_values.get(user).ok_or_else(|| Outcome::failed(0, "request: no such user"))?;
+        let request = Request::builder()
+            .method(method)
+            .uri(uri.clone())
+            .header(HOST, target.host.clone())
+            .header(&target.auth_name, auth.clone())
+            .body(Empty::new())
+            .map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
+        let exchange = async {
+            let mut connection = match self.connection.take() {
+                Some(open) if !open.is_closed() => open,
+                _ => connect(target.address).await?,
+            };
+            connection.ready().await.map_err(|e| transport(&e))?;
+            let response = connection.send_request(request).await.map_err(|e| transport(&e))?;
+            let status = response.status().as_u16();
+            let reply = read(response.into_body(), status, keep).await?;
+            self.connection = Some(connection);
+            Ok(reply)
+        };
+        match tokio::time::timeout(target.deadline, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Outcome::failed(0, "timeout")),
+        }
+    }
+}
+
+async fn connect(address: SocketAddr) -> Result<SendRequest<Empty<Bytes>>, Outcome> {
+    let connect_error = || Outcome::failed(0, "connect error");
+    let stream = tokio::net::TcpStream::connect(address).await.map_err(|_| connect_error())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|_| connect_error())?;
+    tokio::spawn(async move {
+        // Ends when the user drops its sender or the peer closes; a failure shows in the request.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+async fn read(mut body: hyper::body::Incoming, status: u16, keep: Keep) -> Result<Reply, Outcome> {
+    let mut reply = Reply { status, shape: false, body: Bytes::new() };
+    match keep {
+        Keep::Whole => {
+            let whole = body.collect().await.map_err(|e| transport(&e))?.to_bytes();
+            reply.shape = challenges_shape(&whole);
+            reply.body = whole;
+        }
+        Keep::Shape | Keep::Nothing => {
+            let mut shape = BodyShape::default();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| transport(&e))?;
+                if let (Ok(data), Keep::Shape) = (frame.into_data(), keep) {
+                    shape.feed(&data);
+                }
+            }
+            reply.shape = shape.holds();
+        }
+    }
+    Ok(reply)
+}
+
+/// A REST request that got no (whole) response: status 0, as k6 tags it.
+fn transport(e: &hyper::Error) -> Outcome {
+    Outcome::failed(0, format!("transport: {e}"))
+}
+
+/// How much of a challenges list's start is searched for its `challenges` key.
+const HEAD: usize = 4096;
+
+/// The check of a `GET /v1/challenges` body, fed as it arrives: a JSON object with a
+/// `challenges` array among its first 4 KB (parsing every ~150 KB body would cost the generator
+/// more than the request). Keeps at most the first 4 KB and the last byte that is not blank.
+#[derive(Debug, Default)]
+pub struct BodyShape {
+    head: Vec<u8>,
+    last: Option<u8>,
+}
+
+impl BodyShape {
+    /// Takes the next piece of the body.
+    pub fn feed(&mut self, piece: &[u8]) {
+        if self.head.len() < HEAD {
+            let take = piece.len().min(HEAD - self.head.len());
+            self.head.extend_from_slice(&piece[..take]);
+        }
+        if let Some(&last) = piece.trim_ascii_end().last() {
+            self.last = Some(last);
+        }
+    }
+
+    /// Whether the body fed so far has the shape.
+    pub fn holds(&self) -> bool {
+        let head = self.head.trim_ascii_start();
+        if !(head.starts_with(b"{") && self.last == Some(b'}')) {
+            return false;
+        }
+        let key = b"\"challenges\"";
+        head.windows(key.len()).enumerate().filter(|(_, w)| *w == key).any(|(at, _)| {
+            let rest = head[at + key.len()..].trim_ascii_start();
+            rest.strip_prefix(b":").is_some_and(|r| r.trim_ascii_start().starts_with(b"["))
+        })
+    }
+}
+
+/// [`BodyShape`] of a whole body.
+pub fn challenges_shape(body: &[u8]) -> bool {
+    let mut shape = BodyShape::default();
+    shape.feed(body);
+    shape.holds()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_get_check_wants_an_object_with_a_challenges_array() {
+        assert!(challenges_shape(br#"{"challenges":[]}"#));
+        assert!(challenges_shape(br#" {"paging": {}, "challenges" : [{"challengeId":"c"}]} "#));
+        assert!(!challenges_shape(br#"{"challenges":null}"#));
+        assert!(!challenges_shape(br#"{"error":"x"}"#));
+        assert!(!challenges_shape(b"<html>busy</html>"));
+        assert!(!challenges_shape(br#"{"challenges":[{"#), "cut off");
+    }
+
+    #[test]
+    fn the_check_is_the_same_fed_in_pieces() {
+        let body = format!(r#"{{"challenges":[{}]}}  "#, vec![r#"{"challengeId":"c"}"#; 500].join(","));
+        for size in [1, 7, 4096, 10_000] {
+            let mut shape = BodyShape::default();
+            body.as_bytes().chunks(size).for_each(|piece| shape.feed(piece));
+            assert!(shape.holds(), "pieces of {size}");
+            assert!(shape.head.len() <= HEAD);
+        }
+        let mut cut = BodyShape::default();
+        body.as_bytes()[..body.len() - 3].chunks(100).for_each(|piece| cut.feed(piece));
+        assert!(!cut.holds(), "a body cut off before its closing brace");
+        let mut blank_tail = BodyShape::default();
+        blank_tail.feed(br#"{"challenges":[]}"#);
+        blank_tail.feed(b"   ");
+        assert!(blank_tail.holds(), "a blank last piece keeps the brace before it");
+    }
+}
