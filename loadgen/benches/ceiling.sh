@@ -5,7 +5,7 @@
 #
 #   loadgen/benches/ceiling.sh rest RATE [SECONDS]     loadgen, REST GET at RATE/s (open model)
 #   loadgen/benches/ceiling.sh grpc RATE [SECONDS]     loadgen, OnMessage stat at RATE/s
-#   loadgen/benches/ceiling.sh memory VUS [SECONDS]    loadgen's peak RSS with VUS users, all used
+#   loadgen/benches/ceiling.sh memory VUS [SECONDS]    loadgen's peak RSS with a pool of VUS users (1,000 GET/s)
 #   loadgen/benches/ceiling.sh wrk [SECONDS]           wrk -t1 -c50 on the same GET (closed loop)
 #   loadgen/benches/ceiling.sh oha RATE [SECONDS]      oha at RATE/s, latency-corrected (cargo install oha)
 #
@@ -72,8 +72,7 @@ case "$mode" in
     case "$mode" in
       rest) scenario get_challenges "$rate" "$seconds" auto; target=(--api-url "http://$REST" --mock-auth) ;;
       grpc) scenario stat "$rate" "$seconds" auto; target=(--grpc-url "http://$GRPC") ;;
-      # VUS users at 2 × VUS arrivals/s: every user serves arrivals and holds its connection.
-      memory) scenario get_challenges $((rate * 2)) "$seconds" "$rate"; target=(--api-url "http://$REST" --mock-auth) ;;
+      memory) scenario get_challenges 1000 "$seconds" "$rate"; target=(--api-url "http://$REST" --mock-auth) ;;
     esac
     measure "$LOADGEN" run "$scratch/scenario.yaml" "${target[@]}" --out "$scratch/run"
     [ -f "$scratch/run/summary.json" ] || { cat "$scratch/err" >&2; exit 1; }

@@ -21,7 +21,7 @@ async fn five_thousand_calls_per_second_for_ten_seconds_are_delivered_within_one
     let achieved = totals.requests() as f64 / 10.0;
     assert!((achieved - 5000.0).abs() / 5000.0 <= 0.01, "achieved {achieved}/s, dropped {}", totals.dropped());
     assert_eq!(totals.errors(), 0, "{:?}", totals.errors_by_kind);
-    // What pacing adds of its own (about 0.2 ms on an idle 2-core machine; an async timer would
+    // What pacing adds of its own (about 0.1 ms on an idle 2-core machine; an async timer would
     // add up to 1 ms). Reported, not asserted: it is a speed, and CPU contention moves it.
     let pacing = ms(&totals.latency(), 0.5) - ms(&totals.service(), 0.5);
     eprintln!("corrected p50 exceeds service-time p50 by {pacing:.3} ms");
