@@ -262,8 +262,9 @@ impl StreamRuntime {
         }
     }
 
-    /// Wakes the users waiting for arrivals, so they see a stop.
-    fn wake(&self) {
+    /// Stops releasing arrivals and wakes the users waiting for them, so they see the stop (what
+    /// was released and not taken is dropped by [`stop`](Self::stop) once goose has ended).
+    fn halt(&self) {
         if let Some(Some(schedule)) = self.schedule.get() {
             schedule.stop();
         }
@@ -444,12 +445,12 @@ pub async fn run(
 
     goose::reset_killswitch();
     let stop = options.stop.clone();
-    let to_wake = runtimes.clone();
+    let to_halt = runtimes.clone();
     let stopper = tokio::spawn(async move {
         stop.stopped().await;
         goose::trigger_killswitch("stopped by the harness");
-        for runtime in &to_wake {
-            runtime.wake();
+        for runtime in &to_halt {
+            runtime.halt();
         }
     });
     let result = Box::pin(attack.execute()).await;

@@ -196,12 +196,31 @@ impl RestClient {
             .body(Empty::new())
             .map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
         let exchange = async {
-            let mut connection = match self.connection.take() {
-                Some(open) if !open.is_closed() => open,
-                _ => connect(target.address).await?,
+            let (mut connection, mut reused) = match self.connection.take() {
+                Some(open) if !open.is_closed() => (open, true),
+                _ => (connect(target.address).await?, false),
             };
-            connection.ready().await.map_err(|e| transport(&e))?;
-            let response = connection.send_request(request).await.map_err(|e| transport(&e))?;
+            let mut request = request;
+            // A request never written on a kept-alive connection that the server closed as it was
+            // reused (its idle timeout) goes once more, on a new connection, as a browser or
+            // hyper's pooled client would send it.
+            let response = loop {
+                if let Err(e) = connection.ready().await {
+                    if !reused {
+                        return Err(transport(&e));
+                    }
+                } else {
+                    match connection.try_send_request(request).await {
+                        Ok(response) => break response,
+                        Err(mut failed) => match failed.take_message() {
+                            Some(unsent) if reused => request = unsent,
+                            _ => return Err(transport(failed.error())),
+                        },
+                    }
+                }
+                connection = connect(target.address).await?;
+                reused = false;
+            };
             let status = response.status().as_u16();
             let reply = read(response.into_body(), status, keep).await?;
             self.connection = Some(connection);
@@ -311,6 +330,43 @@ mod tests {
         assert!(!challenges_shape(br#"{"error":"x"}"#));
         assert!(!challenges_shape(b"<html>busy</html>"));
         assert!(!challenges_shape(br#"{"challenges":[{"#), "cut off");
+    }
+
+    #[tokio::test]
+    async fn a_server_closing_kept_alive_connections_costs_no_request() {
+        // Answers one request per connection, then closes it without saying so (as a server's
+        // idle timeout does): the next request must go on a new connection, not fail.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let body = br#"{"challenges":[]}"#;
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    let _ = socket.write_all(&[head.as_bytes(), body].concat()).await;
+                });
+            }
+        });
+        let users = vec!["user-000001".to_owned()];
+        let target =
+            RestTarget::new(&format!("http://{address}"), "", &RestAuth::MockHeader, &users, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let mut client = RestClient::new(Arc::new(target));
+        let uri = client.target().challenges().clone();
+        for request in 0..200 {
+            let reply = client.send(Method::GET, &uri, 0, Keep::Shape).await;
+            assert!(reply.as_ref().is_ok_and(|r| r.status == 200 && r.shape), "request {request}: {reply:?}");
+        }
     }
 
     #[test]
