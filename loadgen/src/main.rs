@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use loadgen::plan::{Plan, RunArgs};
+use loadgen::results::layout;
 use loadgen::scenario::Scenario;
 use loadgen::stop::StopReason;
 use loadgen::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, scenarios, terminal};
@@ -101,7 +102,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         return Ok(if regressions > 0 { EXIT_THRESHOLDS_FAILED } else { EXIT_PASSED });
     }
     let out = args.out.clone().unwrap_or_else(|| match args.dirs.as_slice() {
-        [one] => one.join("report"),
+        [one] => one.join(layout::REPORT),
         _ => loadgen::results::default_path(&loadgen::plan::workspace_root().join("results"), "report"),
     });
     let model = report::capacity_model(args.capacity_model.as_deref())?;
@@ -137,7 +138,7 @@ fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
                     )
                 );
             }
-            println!("capacity: {}", out.join("capacity.json").display());
+            println!("capacity: {}", out.join(layout::CAPACITY).display());
             if let Some(reason) = &capacity.interrupted {
                 eprintln!("loadgen: the sweep stopped early: {reason}; the levels measured are kept");
                 let signalled = loadgen::stop::signalled().is_cancelled();

@@ -7,7 +7,7 @@
 //! row per operation and second), `hdr/<operation>.{latency,service,unserved}.hlog` (HdrHistogram
 //! interval logs, microseconds, each interval with its true start and length; `unserved` holds
 //! how late dropped arrivals were), `logs/` (the services' output, when the harness started
-//! them).
+//! them); the names live in [`layout`], and nowhere else.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,6 +21,38 @@ use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use serde::Serialize;
 
 use crate::recorder::{IntervalSnapshot, Operation};
+
+/// The names of a results folder's files: the one place that knows them (the run writes them,
+/// the sweep and the reports read them).
+pub mod layout {
+    use std::path::{Path, PathBuf};
+
+    use crate::recorder::Operation;
+
+    /// The validated plan, versions, machine, endpoints and outcome.
+    pub const RUN: &str = "run.json";
+    /// Per-operation figures, thresholds, resources, verdict.
+    pub const SUMMARY: &str = "summary.json";
+    /// One row per operation and second.
+    pub const TIMESERIES: &str = "timeseries.csv";
+    /// `t_s,component,metric,value`.
+    pub const OBSERVATIONS: &str = "observations.csv";
+    /// A sweep's levels and maxima.
+    pub const CAPACITY: &str = "capacity.json";
+    /// The HdrHistogram interval logs.
+    pub const HDR: &str = "hdr";
+    /// The provisioned services' output.
+    pub const LOGS: &str = "logs";
+    /// CPU flamegraphs.
+    pub const PROFILES: &str = "profiles";
+    /// The rendered documents.
+    pub const REPORT: &str = "report";
+
+    /// The interval log of `op`'s `kind` (`latency`, `service` or `unserved`) in the folder `dir`.
+    pub fn hdr_log(dir: &Path, op: Operation, kind: &str) -> PathBuf {
+        dir.join(HDR).join(format!("{}.{kind}.hlog", op.slug()))
+    }
+}
 
 /// The columns of `timeseries.csv`: `t_s` is the interval's number (its end, in whole seconds
 /// of the schedule), `interval_s` its true length; latencies are the expected responses'.
@@ -81,9 +113,9 @@ impl ResultsDir {
                 ),
             ));
         }
-        std::fs::create_dir_all(partial_path.join("hdr"))?;
-        std::fs::create_dir_all(partial_path.join("logs"))?;
-        let mut timeseries = BufWriter::new(File::create(partial_path.join("timeseries.csv"))?);
+        std::fs::create_dir_all(partial_path.join(layout::HDR))?;
+        std::fs::create_dir_all(partial_path.join(layout::LOGS))?;
+        let mut timeseries = BufWriter::new(File::create(partial_path.join(layout::TIMESERIES))?);
         writeln!(timeseries, "{TIMESERIES_HEADER}")?;
         timeseries.flush()?; // a run stopped before its first second still has a readable file
         Ok(Self {
@@ -98,7 +130,7 @@ impl ResultsDir {
 
     /// Where the services' logs go.
     pub fn logs_dir(&self) -> PathBuf {
-        self.partial_path.join("logs")
+        self.partial_path.join(layout::LOGS)
     }
 
     /// The folder being written.
@@ -180,7 +212,7 @@ impl ResultsDir {
         h: &Histogram<u64>,
     ) -> std::io::Result<()> {
         if !self.hdr.contains_key(&(op, kind)) {
-            let path = self.partial_path.join("hdr").join(format!("{}.{kind}.hlog", op.slug()));
+            let path = layout::hdr_log(&self.partial_path, op, kind);
             let mut log = BufWriter::new(File::create(path)?);
             let base = self.base.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
             writeln!(log, "#[Gauntlet {kind} of '{}', values in microseconds]", op.name())?;

@@ -23,7 +23,7 @@ use crate::plan::{AuthPlan, Plan, Target};
 use crate::recorder::{Operation, Recorder};
 use crate::report::Formats;
 use crate::report::analysis::Limits;
-use crate::results::{Interval, ResultsDir};
+use crate::results::{Interval, ResultsDir, layout};
 use crate::scenario::OperationKind;
 use crate::stop::{Stop, StopReason};
 use crate::summary::{self, Summary};
@@ -137,7 +137,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         endpoints: None,
         outcome: None,
     };
-    results.write_json("run.json", &info)?;
+    results.write_json(layout::RUN, &info)?;
     eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
 
     // A signal during the setup abandons it cleanly (the folder is still completed).
@@ -151,7 +151,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         Err(error) => {
             info.outcome = Some(Outcome { error: Some(error.to_string()), interrupted: None, shutdown_notes: vec![] });
             info.finished_at = Some(now_utc());
-            results.write_json("run.json", &info)?;
+            results.write_json(layout::RUN, &info)?;
             let folder = results.finish()?;
             let what = if matches!(error, RunError::Interrupted) { "setup interrupted" } else { "setup failed" };
             eprintln!("gauntlet: {what}; logs are in {}", folder.display());
@@ -159,7 +159,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         }
     };
     info.endpoints = Some(endpoints.clone());
-    results.write_json("run.json", &info)?;
+    results.write_json(layout::RUN, &info)?;
 
     let streams = plan.stream_plans();
     let targets = summary::target_rates(&streams);
@@ -195,7 +195,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let profiling = plan.scenario.profile.map(|spec| {
         let window = ProfileWindow::middle_of(plan.duration(), spec.duration);
         let services: Vec<(String, String)> = metrics_urls.clone().into_iter().collect();
-        let dir = results.partial_path().join("profiles");
+        let dir = results.partial_path().join(layout::PROFILES);
         let (gate, stop) = (gate.clone(), sampler_done.clone());
         tokio::spawn(async move {
             let Some(started) = gate.opened(&stop).await else { return vec!["the load never started".to_owned()] };
@@ -308,16 +308,16 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         database,
         profiles,
     };
-    results.write_json("summary.json", &summary)?;
+    results.write_json(layout::SUMMARY, &summary)?;
     info.outcome = Some(Outcome { error: None, interrupted, shutdown_notes });
     info.finished_at = Some(now_utc());
-    results.write_json("run.json", &info)?;
+    results.write_json(layout::RUN, &info)?;
     // Every run ends with its own report, from what it just saved.
     let partial = results.partial_path().to_path_buf();
     let model = crate::report::documents::CapacityModel::default();
     if let Err(e) = crate::report::render(
         std::slice::from_ref(&partial),
-        &partial.join("report"),
+        &partial.join(layout::REPORT),
         &Limits::default(),
         &model,
         Formats::All,
@@ -650,7 +650,7 @@ async fn build_observer(
         }
     };
     let scrapers = metrics_urls.iter().map(|(name, url)| MetricsScraper::new(name, url)).collect();
-    let writer = ObservationWriter::create(&results.partial_path().join("observations.csv"))?;
+    let writer = ObservationWriter::create(&results.partial_path().join(layout::OBSERVATIONS))?;
     Ok((Observer { resources, postgres, scrapers, writer }, notes))
 }
 

@@ -17,6 +17,7 @@ use crate::observe::digest::GeneratorCheck;
 use crate::plan::{Plan, RunArgs};
 use crate::report::analysis::{Limits, OperationFigures, first_broken, pool_full_share};
 use crate::report::data::RunData;
+use crate::results::layout;
 
 /// Which searches a sweep makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -264,12 +265,12 @@ pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
         .searches
         .iter()
         .flat_map(|s| s.levels.iter().map(|l| out.join(&l.folder)))
-        .filter(|f| f.join("summary.json").is_file())
+        .filter(|f| f.join(layout::SUMMARY).is_file())
         .collect();
     if !folders.is_empty() {
         let model = crate::report::documents::CapacityModel::default();
         if let Err(e) =
-            crate::report::render(&folders, &out.join("report"), &limits, &model, crate::report::Formats::All)
+            crate::report::render(&folders, &out.join(layout::REPORT), &limits, &model, crate::report::Formats::All)
         {
             eprintln!("sweep: the report could not be rendered: {e}");
         }
@@ -472,7 +473,7 @@ pub fn window_stats(dir: &Path, warmup_s: f64) -> Result<BTreeMap<String, Window
 }
 
 fn write_capacity(out: &Path, capacity: &Capacity) -> std::io::Result<()> {
-    crate::results::write_json_atomically(&out.join("capacity.json"), capacity)
+    crate::results::write_json_atomically(&out.join(layout::CAPACITY), capacity)
 }
 
 /// `loadgen capacity-check`: the maximum sustainable load of each search in `current` against

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 
 use crate::observe::ObservationLog;
 use crate::recorder::{Operation, new_histogram};
+use crate::results::layout;
 use crate::summary::Summary;
 
 use super::ReportError;
@@ -72,13 +73,13 @@ impl RunData {
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name)).map_err(|e| ReportError::Input(dir.join(name), e.to_string()))
         };
-        let summary: Summary = serde_json::from_str(&read("summary.json")?)
-            .map_err(|e| ReportError::Input(dir.join("summary.json"), e.to_string()))?;
-        let run = serde_json::from_str(&read("run.json")?)
-            .map_err(|e| ReportError::Input(dir.join("run.json"), e.to_string()))?;
-        let timeseries = parse_timeseries(&read("timeseries.csv")?)
-            .map_err(|e| ReportError::Input(dir.join("timeseries.csv"), e))?;
-        let observations_path = dir.join("observations.csv");
+        let summary: Summary = serde_json::from_str(&read(layout::SUMMARY)?)
+            .map_err(|e| ReportError::Input(dir.join(layout::SUMMARY), e.to_string()))?;
+        let run = serde_json::from_str(&read(layout::RUN)?)
+            .map_err(|e| ReportError::Input(dir.join(layout::RUN), e.to_string()))?;
+        let timeseries = parse_timeseries(&read(layout::TIMESERIES)?)
+            .map_err(|e| ReportError::Input(dir.join(layout::TIMESERIES), e))?;
+        let observations_path = dir.join(layout::OBSERVATIONS);
         let observations = if observations_path.is_file() {
             ObservationLog::read(&observations_path)
                 .map_err(|e| ReportError::Input(observations_path, e.to_string()))?
@@ -88,8 +89,8 @@ impl RunData {
         let mut histograms = BTreeMap::new();
         let mut latency_intervals = BTreeMap::new();
         for op in Operation::ALL {
-            let latency = dir.join("hdr").join(format!("{}.latency.hlog", op.slug()));
-            let service = dir.join("hdr").join(format!("{}.service.hlog", op.slug()));
+            let latency = layout::hdr_log(dir, op, "latency");
+            let service = layout::hdr_log(dir, op, "service");
             if latency.is_file() && service.is_file() {
                 let intervals = read_intervals(&latency)?;
                 let total = merged(&latency, intervals.iter().map(|(_, h)| h))?;
