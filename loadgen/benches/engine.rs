@@ -91,7 +91,7 @@ fn rest_get(c: &mut Criterion) {
                 let uri = client.target().challenges().clone();
                 let began = std::time::Instant::now();
                 for _ in 0..requests {
-                    let reply = client.send(hyper::Method::GET, &uri, 0, Keep::Shape).await.unwrap();
+                    let reply = client.send(hyper::Method::GET, uri.clone(), 0, Keep::Shape).await.unwrap();
                     assert!(reply.status == 200 && reply.shape);
                 }
                 began.elapsed()

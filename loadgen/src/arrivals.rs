@@ -193,7 +193,7 @@ impl ArrivalSchedule {
         let woken = if warm { s.warm.notified() } else { s.cold.notified() };
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let _counted = warm.then(|| Waiting::new(&s.warm_waiting));
+        let _counted = warm.then(|| Counted::new(&s.warm_waiting));
         let waiting = s.taken.load(Ordering::Acquire) < s.released.load(Ordering::Acquire);
         if (warm && waiting) || s.over.load(Ordering::Acquire) {
             return;
@@ -211,11 +211,6 @@ impl ArrivalSchedule {
     pub fn finished(&self) -> bool {
         let s = &self.shared;
         s.over.load(Ordering::Acquire) && s.taken.load(Ordering::Acquire) >= s.released.load(Ordering::Acquire)
-    }
-
-    /// Arrivals in the whole schedule.
-    pub fn total(&self) -> u64 {
-        self.shared.total
     }
 
     /// Stops releasing arrivals and waits for the dispatcher to end (at most one 100-ms sleep
@@ -237,17 +232,20 @@ impl ArrivalSchedule {
     }
 }
 
-/// Counts a warm user as waiting until dropped.
-struct Waiting<'a>(&'a AtomicUsize);
+/// Counts its holder in a count until dropped (a warm user waiting here; a busy user in the
+/// engine).
+#[derive(Debug)]
+pub struct Counted<'a>(&'a AtomicUsize);
 
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
+impl<'a> Counted<'a> {
+    /// Adds one to `count` until the guard is dropped.
+    pub fn new(count: &'a AtomicUsize) -> Self {
         count.fetch_add(1, Ordering::AcqRel);
         Self(count)
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -303,7 +301,12 @@ impl<D: Dispatch> Dispatcher<'_, D> {
             }
             // Release everything due by now (never anything early), in one step.
             let mut end = index + 1;
-            while end < s.total && s.curve.time_of(end).is_some_and(|o| start + o <= now) {
+            last_due = due;
+            while end < s.total {
+                match s.curve.time_of(end).map(|o| start + o) {
+                    Some(at) if at <= now => last_due = at,
+                    _ => break,
+                }
                 end += 1;
             }
             let full = self.owner.due(index..end);
@@ -311,7 +314,6 @@ impl<D: Dispatch> Dispatcher<'_, D> {
             s.released.store(end, Ordering::Release);
             s.wake_warm();
             index = end;
-            last_due = start + s.curve.time_of(end - 1).unwrap_or_default();
         }
         s.over.store(true, Ordering::Release);
         s.warm.notify_waiters();

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::arrivals::{ArrivalSchedule, Dispatch, Take};
+use crate::arrivals::{ArrivalSchedule, Counted, Dispatch, Take};
 use crate::executor::Executor;
 use crate::http::{RestClient, RestTarget, TargetError};
 use crate::recorder::{Operation, Recorder};
@@ -302,22 +302,6 @@ async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transacti
     Ok(())
 }
 
-/// Marks a user of the stream busy until dropped.
-struct Busy<'a>(&'a AtomicUsize);
-
-impl<'a> Busy<'a> {
-    fn new(busy: &'a AtomicUsize) -> Self {
-        busy.fetch_add(1, Ordering::Relaxed);
-        Self(busy)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 async fn iteration(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> TransactionResult {
     if stream.stop.is_stopped() {
         // Goose clears its stop switch while it starts: a stop that came before it is repeated.
@@ -332,7 +316,7 @@ async fn iteration(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> Transact
         None => {
             if let Some(at) = closed_model_turn(&stream, started, session).await {
                 let kind = stream.mix.random(&mut session.rng);
-                let _busy = Busy::new(&stream.busy);
+                let _busy = Counted::new(&stream.busy);
                 stream.workload.run(kind, session, at).await;
             }
         }
@@ -355,7 +339,7 @@ async fn serve(stream: &StreamRuntime, schedule: &ArrivalSchedule, session: &mut
         }
         match schedule.take(stream.max_lateness) {
             Take::Arrival(arrival) => {
-                let _busy = Busy::new(&stream.busy);
+                let _busy = Counted::new(&stream.busy);
                 stream.workload.run(stream.mix.of(arrival.index), session, arrival.at).await;
             }
             Take::Stale(arrivals) => stream.drop_arrivals(schedule, arrivals),

@@ -185,18 +185,18 @@ impl RestClient {
     /// Sends `method uri` as fixture user `user` and reads the whole response within the
     /// target's deadline. A failure (status 0, as k6 tags a request without a response) closes
     /// the connection; the next request opens a new one.
-    pub async fn send(&mut self, method: Method, uri: &Uri, user: usize, keep: Keep) -> Result<Reply, Outcome> {
-        let target = self.target.clone();
+    pub async fn send(&mut self, method: Method, uri: Uri, user: usize, keep: Keep) -> Result<Reply, Outcome> {
+        let Self { target, connection: open } = self;
         let auth = target.auth_values.get(user).ok_or_else(|| Outcome::failed(0, "request: no such user"))?;
         let request = Request::builder()
             .method(method)
-            .uri(uri.clone())
+            .uri(uri)
             .header(HOST, target.host.clone())
             .header(&target.auth_name, auth.clone())
             .body(Empty::new())
             .map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
         let exchange = async {
-            let (mut connection, mut reused) = match self.connection.take() {
+            let (mut connection, mut reused) = match open.take() {
                 Some(open) if !open.is_closed() => (open, true),
                 _ => (connect(target.address).await?, false),
             };
@@ -223,7 +223,7 @@ impl RestClient {
             };
             let status = response.status().as_u16();
             let reply = read(response.into_body(), status, keep).await?;
-            self.connection = Some(connection);
+            *open = Some(connection);
             Ok(reply)
         };
         match tokio::time::timeout(target.deadline, exchange).await {
@@ -364,7 +364,7 @@ mod tests {
         let mut client = RestClient::new(Arc::new(target));
         let uri = client.target().challenges().clone();
         for request in 0..200 {
-            let reply = client.send(Method::GET, &uri, 0, Keep::Shape).await;
+            let reply = client.send(Method::GET, uri.clone(), 0, Keep::Shape).await;
             assert!(reply.as_ref().is_ok_and(|r| r.status == 200 && r.shape), "request {request}: {reply:?}");
         }
     }

@@ -110,7 +110,7 @@ impl Workload {
         let result = match session.rest.as_mut() {
             Some(rest) => {
                 let uri = rest.target().challenges().clone();
-                rest.send(Method::GET, &uri, user, keep).await
+                rest.send(Method::GET, uri, user, keep).await
             }
             None => Err(Outcome::failed(0, "request: no REST target")),
         };
@@ -143,7 +143,7 @@ impl Workload {
         let _in_flight = self.recorder.start(Operation::Claim);
         let sent = Instant::now();
         let result = match rest.target().claim(challenge, goal) {
-            Ok(uri) => rest.send(Method::POST, &uri, user, Keep::Nothing).await,
+            Ok(uri) => rest.send(Method::POST, uri, user, Keep::Nothing).await,
             Err(outcome) => Err(outcome),
         };
         let outcome = match result {
@@ -215,7 +215,7 @@ impl Workload {
     async fn wins_sum(session: &mut Session, user: usize, what: &str) -> Result<i64, Outcome> {
         let Some(rest) = session.rest.as_mut() else { return Err(Outcome::failed(0, "request: no REST target")) };
         let uri = rest.target().challenges().clone();
-        match rest.send(Method::GET, &uri, user, Keep::Whole).await {
+        match rest.send(Method::GET, uri, user, Keep::Whole).await {
             Ok(reply) if reply.status == 200 => Ok(wins_progress_sum(&reply.body)),
             Ok(reply) => Err(Outcome::failed(reply.status.into(), format!("{what}: HTTP {}", reply.status))),
             Err(failed) => Err(Outcome::failed(failed.status, format!("{what}: {}", failed.error.unwrap_or_default()))),
