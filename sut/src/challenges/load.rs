@@ -1,6 +1,6 @@
 //! Parsing and validating a challenge configuration file (JSON or YAML).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -103,17 +103,67 @@ pub fn load(path: &Path) -> Result<ChallengeConfig, ConfigError> {
 }
 
 /// Validates configuration text; `file` is the name used in errors.
+///
+/// Text that is not JSON (YAML) at all is a parse error with its position. Text that is, but
+/// whose values have the wrong shape (a string where a number belongs, an unknown field), is an
+/// error naming the challenge, the goal and the field, with the position too.
 pub fn parse(file: &str, text: &str, yaml: bool) -> Result<ChallengeConfig, ConfigError> {
-    let raw: RawFile = if yaml {
+    let document: serde_json::Value = if yaml {
         serde_yaml::from_str(text).map_err(|e| parse_error(file, e))?
     } else {
         serde_json::from_str(text).map_err(|e| parse_error(file, e))?
+    };
+    let raw: RawFile = if yaml {
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text))
+            .map_err(|e| shape_error(file, &document, e.path(), e.inner()))?
+    } else {
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+            .map_err(|e| shape_error(file, &document, e.path(), e.inner()))?
     };
     Validator { file, ids: HashSet::new() }.run(raw)
 }
 
 fn parse_error(file: &str, error: impl std::fmt::Display) -> ConfigError {
     ConfigError::Parse { file: file.to_owned(), message: error.to_string() }
+}
+
+/// A value of the wrong shape at `path`, located by challenge and goal (their ids read from
+/// `document` where it has them, their positions otherwise).
+fn shape_error(
+    file: &str,
+    document: &serde_json::Value,
+    path: &serde_path_to_error::Path,
+    error: &dyn std::fmt::Display,
+) -> ConfigError {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let mut location = String::new();
+    let mut rest = segments.as_slice();
+    let mut node = document;
+    for (list, what) in [("challenges", "challenge"), ("goals", "goal")] {
+        let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest else { break };
+        if key != list {
+            break;
+        }
+        node = &node[list][*index];
+        match node.get("id").and_then(serde_json::Value::as_str) {
+            Some(id) if !tail.is_empty() && !matches!(tail, [Segment::Map { key }] if key == "id") => {
+                location.push_str(&format!("{what} '{id}', "));
+            }
+            _ => location.push_str(&format!("{what} #{}, ", index + 1)),
+        }
+        rest = tail;
+    }
+    let field = rest
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } => Some(key.clone()),
+            Segment::Seq { .. } | Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect::<Vec<_>>()
+        .join(".");
+    let field = if field.is_empty() { "?".to_owned() } else { field };
+    ConfigError::Invalid { file: file.to_owned(), location, field, problem: error.to_string() }
 }
 
 struct Validator<'a> {
@@ -148,6 +198,7 @@ impl Validator<'_> {
             challenges.push(Challenge { id, name, description: rc.description, goals });
         }
         self.check_prerequisites(&challenges)?;
+        self.check_cycles(&challenges)?;
         Ok(ChallengeConfig::new(challenges))
     }
 
@@ -212,6 +263,29 @@ impl Validator<'_> {
         })
     }
 
+    /// Refuses a chain of prerequisites that leads back to where it started: none of its goals
+    /// could ever be claimed.
+    fn check_cycles(&self, challenges: &[Challenge]) -> Result<(), ConfigError> {
+        let goals: HashMap<&str, &Goal> =
+            challenges.iter().flat_map(|c| &c.goals).map(|g| (g.id.as_str(), g)).collect();
+        // 0: not seen, 1: on the current path, 2: done (no cycle through it).
+        let mut state: HashMap<&str, u8> = HashMap::new();
+        for goal in challenges.iter().flat_map(|c| &c.goals) {
+            let mut path: Vec<&str> = Vec::new();
+            if let Some(cycle) = find_cycle(&goals, goal.id.as_str(), &mut state, &mut path) {
+                let first = goals[cycle[0]];
+                let at = format!("challenge '{}', goal '{}', ", first.challenge_id, first.id);
+                let chain: Vec<String> = cycle.iter().map(|id| format!("'{id}'")).collect();
+                return Err(self.invalid(
+                    &at,
+                    "prerequisites",
+                    &format!("{} is a cycle: none of them could ever be claimed", chain.join(" → ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_prerequisites(&self, challenges: &[Challenge]) -> Result<(), ConfigError> {
         for goal in challenges.iter().flat_map(|c| &c.goals) {
             for prerequisite in &goal.prerequisites {
@@ -269,6 +343,35 @@ impl Validator<'_> {
             problem: problem.to_owned(),
         }
     }
+}
+
+/// Depth-first search from `id`; the cycle (first goal repeated at the end) if one is reachable.
+fn find_cycle<'a>(
+    goals: &HashMap<&'a str, &'a Goal>,
+    id: &'a str,
+    state: &mut HashMap<&'a str, u8>,
+    path: &mut Vec<&'a str>,
+) -> Option<Vec<&'a str>> {
+    match state.get(id).copied().unwrap_or(0) {
+        2 => return None,
+        1 => {
+            let start = path.iter().position(|p| *p == id).expect("a goal on the path is in it");
+            let mut cycle = path[start..].to_vec();
+            cycle.push(id);
+            return Some(cycle);
+        }
+        _ => {}
+    }
+    state.insert(id, 1);
+    path.push(id);
+    for prerequisite in goals.get(id).map(|g| g.prerequisites.as_slice()).unwrap_or_default() {
+        if let Some(cycle) = find_cycle(goals, prerequisite, state, path) {
+            return Some(cycle);
+        }
+    }
+    path.pop();
+    state.insert(id, 2);
+    None
 }
 
 #[cfg(test)]
@@ -371,6 +474,46 @@ mod tests {
     #[test]
     fn unknown_fields_are_rejected_rather_than_ignored() {
         let bad = GOOD.replace("\"daily\":true", "\"dayly\":true");
-        assert!(error_of(&bad).contains("dayly"));
+        let message = error_of(&bad);
+        assert!(message.contains("dayly") && message.contains("challenge 'c1', goal 'g2'"), "{message}");
+    }
+
+    #[test]
+    fn type_mismatches_name_the_challenge_goal_field_and_line() {
+        let bad = GOOD.replace("\"target_value\":3", "\"target_value\":\"3\"");
+        let message = error_of(&bad);
+        assert!(
+            message.starts_with("bad.json: challenge 'c1', goal 'g1', field `requirement.target_value`: "),
+            "{message}"
+        );
+        assert!(message.contains("line 3"), "{message}");
+        let bad = GOOD.replace("\"name\":\"C\"", "\"name\":5");
+        assert!(error_of(&bad).starts_with("bad.json: challenge 'c1', field `name`: "), "{}", error_of(&bad));
+        let bad = GOOD.replace("[\"g1\"]", "\"g1\"");
+        assert!(error_of(&bad).contains("goal 'g2', field `prerequisites`: "), "{}", error_of(&bad));
+        let bad = GOOD.replace("\"id\":\"g1\"", "\"id\":1");
+        assert!(error_of(&bad).contains("challenge 'c1', goal #1, field `id`: "), "{}", error_of(&bad));
+        let bad = GOOD.replace("\"quantity\":10", "\"quantity\":10.5");
+        assert!(error_of(&bad).contains("goal 'g1', field `reward.quantity`: "), "{}", error_of(&bad));
+        assert!(error_of(r#"{"challenges": {}}"#).starts_with("bad.json: field `challenges`: "));
+
+        let value: serde_json::Value =
+            serde_json::from_str(&GOOD.replace("\"target_value\":3", "\"target_value\":\"3\"")).unwrap();
+        let yaml = serde_yaml::to_string(&value).unwrap();
+        let message = parse("bad.yaml", &yaml, true).unwrap_err().to_string();
+        assert!(
+            message.starts_with("bad.yaml: challenge 'c1', goal 'g1', field `requirement.target_value`: "),
+            "{message}"
+        );
+        assert!(message.contains("line"), "{message}");
+    }
+
+    #[test]
+    fn prerequisite_cycles_are_refused_naming_the_cycle() {
+        let cycle = GOOD.replace("\"prerequisites\":[]", "\"prerequisites\":[\"g2\"]");
+        assert_eq!(
+            error_of(&cycle),
+            "bad.json: challenge 'c1', goal 'g1', field `prerequisites`: 'g1' → 'g2' → 'g1' is a cycle: none of them could ever be claimed"
+        );
     }
 }
