@@ -461,6 +461,7 @@ async fn explain_per_stat(conn: &mut PgConnection, user: &str) -> Result<Vec<Exp
             .bind(vec![Some(now.date()); n])
             .bind(vec![now; n])
             .bind(vec![now; n])
+            .bind(vec![false; n])
             .fetch_all(&mut *tx)
             .await?,
     );
@@ -528,6 +529,7 @@ async fn explain_per_goal(conn: &mut PgConnection) -> Result<Vec<ExplainedQuery>
             .bind(vec![1_000_000_i32; n])
             .bind(vec![String::new(); n])
             .bind(vec![now; n])
+            .bind(vec![false; n])
             .fetch_all(&mut *tx)
             .await?,
     );

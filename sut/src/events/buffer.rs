@@ -10,7 +10,7 @@
 //! fills the buffer and pushes back rather than growing memory without limit.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,12 +36,18 @@ pub struct Entry<U> {
 
 type Key = (Arc<str>, u32);
 
-/// The event was not buffered because the buffer stayed full.
+/// Why an event was not buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("event buffer full ({limit} entries) and no flush freed space in time")]
-pub struct BufferFull {
-    /// The configured bound.
-    pub limit: usize,
+pub enum Refused {
+    /// The buffer stayed full.
+    #[error("event buffer full ({limit} entries) and no flush freed space in time")]
+    Full {
+        /// The configured bound.
+        limit: usize,
+    },
+    /// The service is shutting down: its final flush has begun.
+    #[error("the event handler is shutting down")]
+    Closed,
 }
 
 /// The bounded, coalescing buffer shared by all `OnMessage` calls and the flusher.
@@ -49,6 +55,8 @@ pub struct BufferFull {
 pub struct EventBuffer<U> {
     entries: Mutex<HashMap<Key, Entry<U>>>,
     in_flight: AtomicUsize,
+    /// Set (under the `entries` lock) once the final flush begins: nothing enters after it.
+    closed: AtomicBool,
     limit: usize,
     /// Signalled when the buffer would need a flush to accept more (wakes the flusher early).
     pub flush_wanted: Notify,
@@ -62,6 +70,7 @@ impl<U: Coalesce> EventBuffer<U> {
         Self {
             entries: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             limit: limit.max(1),
             flush_wanted: Notify::new(),
             space_freed: Notify::new(),
@@ -78,6 +87,15 @@ impl<U: Coalesce> EventBuffer<U> {
         self.len() == 0
     }
 
+    /// Refuses every later event (`Refused::Closed`): once this returns, what the buffer holds is
+    /// all it will ever hold, so a final flush can take it. Callers waiting for space are woken.
+    pub fn close(&self) {
+        let entries = self.lock();
+        self.closed.store(true, Ordering::Release);
+        drop(entries);
+        self.space_freed.notify_waiters();
+    }
+
     /// Buffers one event's updates, waiting up to `wait` for space if the buffer is full.
     pub async fn record(
         &self,
@@ -86,7 +104,7 @@ impl<U: Coalesce> EventBuffer<U> {
         updates: Vec<(u32, U)>,
         now: NaiveDateTime,
         wait: Duration,
-    ) -> Result<(), BufferFull> {
+    ) -> Result<(), Refused> {
         if updates.is_empty() {
             return Ok(());
         }
@@ -100,11 +118,12 @@ impl<U: Coalesce> EventBuffer<U> {
             freed.as_mut().enable();
             match self.try_record(user_id, namespace, updates.take().expect("present"), now) {
                 Ok(()) => return Ok(()),
-                Err(back) => updates = Some(back),
+                Err(None) => return Err(Refused::Closed),
+                Err(Some(back)) => updates = Some(back),
             }
             self.flush_wanted.notify_one();
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(BufferFull { limit: self.limit });
+                return Err(Refused::Full { limit: self.limit });
             }
         }
     }
@@ -115,13 +134,16 @@ impl<U: Coalesce> EventBuffer<U> {
         namespace: &Arc<str>,
         updates: Vec<(u32, U)>,
         now: NaiveDateTime,
-    ) -> Result<(), Vec<(u32, U)>> {
+    ) -> Result<(), Option<Vec<(u32, U)>>> {
         let mut entries = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(None);
+        }
         let used = entries.len() + self.in_flight.load(Ordering::Acquire);
         if used + updates.len() > self.limit {
             let new_keys = updates.iter().filter(|(key, _)| !entries.contains_key(&(user_id.clone(), *key))).count();
             if used + new_keys > self.limit {
-                return Err(updates);
+                return Err(Some(updates));
             }
         }
         for (key, update) in updates {
@@ -209,7 +231,7 @@ mod tests {
         assert!(buffer.is_empty());
         let absolute = taken.iter().find(|e| matches!(e.update, Update::Absolute { .. })).unwrap();
         let reached = 700 >= config.goal_refs()[absolute.key as usize].goal.target_value;
-        assert_eq!(absolute.update, Update::Absolute { value: 3, reached });
+        assert_eq!(absolute.update, Update::Absolute { value: 3, reached, started: true });
         let counter = taken.iter().find(|e| matches!(e.update, Update::Increment { .. })).unwrap();
         assert_eq!(counter.update, Update::Increment { delta: 3 });
     }
@@ -223,7 +245,7 @@ mod tests {
         // Same keys again: coalesces, needs no space.
         buffer.record(&"a".into(), &ns, login(&config), now(), Duration::ZERO).await.unwrap();
         let refused = buffer.record(&"b".into(), &ns, login(&config), now(), Duration::from_millis(1)).await;
-        assert_eq!(refused, Err(BufferFull { limit: 150 }));
+        assert_eq!(refused, Err(Refused::Full { limit: 150 }));
         assert_eq!(buffer.len(), 100, "nothing of the refused event was buffered");
     }
 

@@ -94,6 +94,15 @@ pub fn progress(goal: &Goal, state: &StatState) -> (i32, bool) {
     }
 }
 
+/// Whether the goal ever made progress: an absolute goal stays in progress when its latest
+/// value falls back to 0 after a higher one.
+pub fn started(goal: &Goal, state: &StatState) -> bool {
+    match Rule::of(goal) {
+        Rule::Latest => state.max.is_some_and(|m| m > 0),
+        Rule::Total | Rule::Days | Rule::Daily => progress(goal, state).0 > 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

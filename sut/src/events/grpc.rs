@@ -18,7 +18,7 @@ use proto::statistic::StatItemUpdated;
 use proto::statistic::statistic_stat_item_updated_service_server::StatisticStatItemUpdatedService;
 use tonic::{Request, Response, Status};
 
-use super::buffer::EventBuffer;
+use super::buffer::{EventBuffer, Refused};
 use super::store::ProgressStore;
 use super::update::{MAX_EVENT_VALUE, StatValues};
 use crate::challenges::{IdProblem, MAX_ID_CHARS, id_problem};
@@ -128,9 +128,13 @@ impl<S: ProgressStore> EventService<S> {
                 self.metrics.processed.with_label_values(&[event_type]).inc();
                 Ok(Response::new(()))
             }
-            Err(full) => {
+            Err(full @ Refused::Full { .. }) => {
                 self.metrics.rejected.with_label_values(&[event_type, "buffer_full"]).inc();
                 Err(Status::resource_exhausted(full.to_string()))
+            }
+            Err(Refused::Closed) => {
+                self.metrics.rejected.with_label_values(&[event_type, "shutting_down"]).inc();
+                Err(Status::unavailable("the event handler is shutting down; retry"))
             }
         }
     }

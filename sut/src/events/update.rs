@@ -3,7 +3,8 @@
 //! [`StatDelta`] (one per event). Pure functions: no I/O, no clock (the caller passes `now`).
 //!
 //! Semantics (SPEC §1), per (user, goal), as if events were applied one by one:
-//! - absolute: progress = the latest value (negative values ignored); completed once any value
+//! - absolute: progress = the latest value (negative values ignored); in progress once any value
+//!   was above 0, even if a later one is 0; completed once any value
 //!   reached the target, and completed stays completed;
 //! - increment: progress += 1 (or a stat event's positive `inc`, truncated); with `daily`, at most
 //!   one count per UTC day;
@@ -28,12 +29,15 @@ pub const MAX_EVENT_VALUE: f64 = 9_007_199_254_740_992.0;
 /// One coalescable change to a (user, goal) row. Updates of one goal are always the same variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
-    /// Set progress to `value`; `reached` if any coalesced value met the target.
+    /// Set progress to `value`; `reached` if any coalesced value met the target, `started` if
+    /// any was above 0 (a goal once in progress stays so when a later value is 0).
     Absolute {
         /// The latest value.
         value: i32,
         /// Whether any value since the last flush met the target.
         reached: bool,
+        /// Whether any value since the last flush was above 0.
+        started: bool,
     },
     /// Add `delta` to progress.
     Increment {
@@ -52,9 +56,10 @@ pub enum Update {
 impl Coalesce for Update {
     fn coalesce(&mut self, later: Update) {
         match (self, later) {
-            (Update::Absolute { value, reached }, Update::Absolute { value: v, reached: r }) => {
+            (Update::Absolute { value, reached, started }, Update::Absolute { value: v, reached: r, started: s }) => {
                 *value = v;
                 *reached |= r;
+                *started |= s;
             }
             (Update::Increment { delta }, Update::Increment { delta: d }) => {
                 *delta = clamp_delta(delta.saturating_add(d))
@@ -123,7 +128,7 @@ fn stat_update(goal: &GoalRef, values: StatValues, now: NaiveDateTime) -> Option
             }
             // `as` saturates at i32::MAX, which is what a stored progress can hold.
             let value = values.latest_value.trunc() as i32;
-            Some(Update::Absolute { value, reached: value >= goal.goal.target_value })
+            Some(Update::Absolute { value, reached: value >= goal.goal.target_value, started: value > 0 })
         }
         GoalType::Increment if goal.goal.daily => Some(Update::DailyIncrement { days: vec![now.date()] }),
         GoalType::Increment => {
@@ -204,10 +209,10 @@ mod tests {
 
     #[test]
     fn absolute_keeps_the_last_value_and_remembers_reaching_the_target() {
-        let mut u = Update::Absolute { value: 5, reached: false };
-        u.coalesce(Update::Absolute { value: 12, reached: true });
-        u.coalesce(Update::Absolute { value: 3, reached: false });
-        assert_eq!(u, Update::Absolute { value: 3, reached: true });
+        let mut u = Update::Absolute { value: 5, reached: false, started: true };
+        u.coalesce(Update::Absolute { value: 12, reached: true, started: true });
+        u.coalesce(Update::Absolute { value: 0, reached: false, started: false });
+        assert_eq!(u, Update::Absolute { value: 0, reached: true, started: true });
     }
 
     #[test]

@@ -31,6 +31,7 @@ for_both_stores!(
     a_database_outage_of_ten_seconds_loses_no_accepted_event,
     a_full_buffer_answers_resource_exhausted_and_loses_no_accepted_event,
     shutdown_flushes_everything_buffered,
+    an_absolute_zero_keeps_an_in_progress_goal_in_progress,
 );
 
 /// What `store` reads back for `user`.
@@ -207,7 +208,8 @@ impl Model {
             }
             row.status = if was_completed || completed_now {
                 "completed"
-            } else if row.progress > 0 {
+            } else if row.progress > 0 || row.status == "in_progress" {
+                // Progress made once is not undone by a later absolute 0.
                 "in_progress"
             } else {
                 "not_started"
@@ -461,6 +463,40 @@ async fn shutdown_flushes_everything_buffered(store: StoreKind) {
     assert!(stored_users(&pool).await.is_empty(), "nothing is written before the first flush");
     handler.stop().await;
     model_of(config, &sent).assert_matches(&pool, store).await;
+}
+
+/// `wins-abs` (target 50) gets 10 and then 0: within one flush (user `a`), and across two
+/// handler lifetimes, so the 0 meets a stored `in_progress` row (user `b`).
+async fn an_absolute_zero_keeps_an_in_progress_goal_in_progress(store: StoreKind) {
+    let database = fresh_database().await;
+    let config = test_config();
+    let settings = handler_settings(&database, store);
+    let stat = |user: &str, value: f64| Event::Stat { user: user.into(), code: "wins", value, inc: 0.0 };
+    let (a_ten, a_zero, b_ten, b_zero) = (stat("a", 10.0), stat("a", 0.0), stat("b", 10.0), stat("b", 0.0));
+
+    let handler = spawn_handler(&settings, config.clone()).await;
+    let mut clients = connect(&handler.grpc_url).await;
+    for event in [&a_ten, &a_zero, &b_ten] {
+        send(&mut clients, event).await.expect("accepted");
+    }
+    handler.stop().await;
+    let handler = spawn_handler(&settings, config.clone()).await;
+    let mut clients = connect(&handler.grpc_url).await;
+    send(&mut clients, &b_zero).await.expect("accepted");
+    handler.stop().await;
+
+    let pool = PgPool::connect(&database).await.unwrap();
+    let mut model = Model::new(config.clone());
+    let today = Utc::now().date_naive();
+    for event in [&a_ten, &a_zero, &b_ten, &b_zero] {
+        model.apply(event, today);
+    }
+    model.assert_matches(&pool, store).await;
+    let goal = config.goal_position("wins-abs").unwrap();
+    for user in ["a", "b"] {
+        let progress = progress_of(&pool, &config, store, user).await;
+        assert_eq!(progress.status(goal).as_str(), "in_progress", "{user}");
+    }
 }
 
 #[tokio::test]

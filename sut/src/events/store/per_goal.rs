@@ -33,6 +33,7 @@ impl PerGoalStore {
 ///
 /// `kind`: 0 absolute (`amount` = value), 1 increment (`amount` = delta), 2 daily, 3 daily
 /// increment (`days` = comma-separated distinct days; counts those after the row's last update).
+/// `started`: an absolute update saw a value above 0 (an `in_progress` row stays so anyway).
 /// Claimed rows match but are not updated.
 const MERGE_BATCH: &str = r"
 MERGE INTO user_goal_progress AS t
@@ -40,14 +41,14 @@ USING (
     SELECT u.*,
            CASE u.kind WHEN 3 THEN string_to_array(u.days, ',')::date[] END AS day_list
     FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::varchar[], $5::int2[],
-                $6::int8[], $7::bool[], $8::int4[], $9::text[], $10::timestamp[])
-         AS u(user_id, goal_id, challenge_id, namespace, kind, amount, reached, target, days, event_at)
+                $6::int8[], $7::bool[], $8::int4[], $9::text[], $10::timestamp[], $11::bool[])
+         AS u(user_id, goal_id, challenge_id, namespace, kind, amount, reached, target, days, event_at, started)
 ) AS s
 ON t.user_id = s.user_id AND t.goal_id = s.goal_id
 WHEN MATCHED AND t.status <> 'claimed' THEN UPDATE SET
     progress = n.progress,
     status = CASE WHEN n.completed THEN 'completed'
-                  WHEN n.progress > 0 THEN 'in_progress'
+                  WHEN n.progress > 0 OR s.started OR t.status = 'in_progress' THEN 'in_progress'
                   ELSE 'not_started' END,
     completed_at = COALESCE(t.completed_at, CASE WHEN n.completed THEN s.event_at END),
     updated_at = GREATEST(t.updated_at, s.event_at)
@@ -55,7 +56,7 @@ WHEN NOT MATCHED THEN INSERT
     (user_id, goal_id, challenge_id, namespace, progress, status, completed_at, created_at, updated_at)
     VALUES (s.user_id, s.goal_id, s.challenge_id, s.namespace, LEAST(s.amount, 2147483647)::int4,
             CASE WHEN s.reached OR s.kind = 2 OR s.amount >= s.target THEN 'completed'
-                 WHEN s.amount > 0 THEN 'in_progress'
+                 WHEN s.amount > 0 OR s.started THEN 'in_progress'
                  ELSE 'not_started' END,
             CASE WHEN s.reached OR s.kind = 2 OR s.amount >= s.target THEN s.event_at END,
             s.event_at, s.event_at)
@@ -94,6 +95,7 @@ struct Columns {
     target: Vec<i32>,
     days: Vec<String>,
     event_at: Vec<NaiveDateTime>,
+    started: Vec<bool>,
 }
 
 impl Columns {
@@ -101,13 +103,15 @@ impl Columns {
         let mut c = Columns::default();
         for entry in batch {
             let goal = &config.goal_refs()[entry.key as usize].goal;
-            let (kind, amount, reached, days) = match &entry.update {
-                Update::Absolute { value, reached } => (0, i64::from(*value), *reached, String::new()),
-                Update::Increment { delta } => (1, *delta, false, String::new()),
-                Update::Daily => (2, 1, true, String::new()),
+            let (kind, amount, reached, days, started) = match &entry.update {
+                Update::Absolute { value, reached, started } => {
+                    (0, i64::from(*value), *reached, String::new(), *started)
+                }
+                Update::Increment { delta } => (1, *delta, false, String::new(), false),
+                Update::Daily => (2, 1, true, String::new(), false),
                 Update::DailyIncrement { days } => {
                     let list: Vec<String> = days.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect();
-                    (3, i64::try_from(days.len()).unwrap_or(i64::MAX), false, list.join(","))
+                    (3, i64::try_from(days.len()).unwrap_or(i64::MAX), false, list.join(","), false)
                 }
             };
             c.user_id.push(entry.user_id.to_string());
@@ -120,6 +124,7 @@ impl Columns {
             c.target.push(goal.target_value);
             c.days.push(days);
             c.event_at.push(entry.last_event_at);
+            c.started.push(started);
         }
         c
     }
@@ -168,6 +173,7 @@ impl ProgressStore for PerGoalStore {
             .bind(c.target)
             .bind(c.days)
             .bind(c.event_at)
+            .bind(c.started)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -25,7 +25,7 @@ use super::{Applied, GoalProgress, ProgressStore, StoreError, UserProgress, batc
 use crate::challenges::{ChallengeConfig, Goal};
 use crate::db::Status;
 use crate::events::buffer::Entry;
-use crate::events::derive::{StatState, progress};
+use crate::events::derive::{StatState, progress, started};
 use crate::events::update::{StatDelta, StatValues, login_delta, stat_delta};
 
 /// The per-stat layout in PostgreSQL.
@@ -276,7 +276,7 @@ pub fn derive_user(
             let (value, done) = progress(&goal.goal, state);
             let status = if done {
                 Status::Completed
-            } else if value > 0 {
+            } else if value > 0 || started(&goal.goal, state) {
                 Status::InProgress
             } else {
                 Status::NotStarted
