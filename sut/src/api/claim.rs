@@ -129,7 +129,7 @@ pub async fn claim<'a>(state: &'a AppState, caller: &Caller, goal: &'a Goal) -> 
         check_prerequisites(&mut tx, caller, goal).await?;
     }
 
-    state.rewards.grant(&caller.namespace, &caller.user_id, &goal.reward, deadline).await?;
+    state.rewards.grant(&caller.namespace, &caller.user_id, goal, deadline).await?;
 
     let claimed_at: NaiveDateTime = Utc::now().naive_utc();
     let updated = sqlx::query(CLAIM_UPDATE_SQL)

@@ -20,9 +20,18 @@ pub enum ApiError {
     /// A token that is not acceptable.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
-    /// Unknown challenge or goal, or a goal not in that challenge.
+    /// A request the API cannot read (a path segment that is not UTF-8, say).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown challenge or goal, a goal not in that challenge, or no such route.
     #[error("{0}")]
     NotFound(String),
+    /// A route that exists, called with another method.
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// The request took longer than the server's request timeout.
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
     /// Goal not completed, or prerequisites not met.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -70,10 +79,13 @@ impl From<AuthError> for ApiError {
 
 /// gRPC status codes used in error bodies.
 mod code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const DEADLINE_EXCEEDED: i32 = 4;
     pub const NOT_FOUND: i32 = 5;
     pub const ALREADY_EXISTS: i32 = 6;
     pub const PERMISSION_DENIED: i32 = 7;
     pub const FAILED_PRECONDITION: i32 = 9;
+    pub const UNIMPLEMENTED: i32 = 12;
     pub const INTERNAL: i32 = 13;
     pub const UNAVAILABLE: i32 = 14;
     pub const UNAUTHENTICATED: i32 = 16;
@@ -85,7 +97,10 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, code::UNAUTHENTICATED),
             ApiError::PermissionDenied(_) => (StatusCode::FORBIDDEN, code::PERMISSION_DENIED),
+            ApiError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, code::INVALID_ARGUMENT),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, code::NOT_FOUND),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, code::UNIMPLEMENTED),
+            ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, code::DEADLINE_EXCEEDED),
             ApiError::FailedPrecondition(_) => (StatusCode::BAD_REQUEST, code::FAILED_PRECONDITION),
             ApiError::AlreadyClaimed(_) => (StatusCode::CONFLICT, code::ALREADY_EXISTS),
             ApiError::RewardGrant(_) => (StatusCode::BAD_GATEWAY, code::INTERNAL),

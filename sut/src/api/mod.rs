@@ -12,8 +12,9 @@ pub mod view;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -76,17 +77,38 @@ impl RequestMetrics {
     }
 }
 
-/// The API's routes under `base_path` (e.g. `/challenge`), with request metrics in `registry`.
-pub fn router(state: AppState, base_path: &str, registry: &Registry) -> Router {
+/// The API's routes under `base_path` (e.g. `/challenge`), with request metrics in `registry`;
+/// a request still unanswered after `request_timeout` gets a 504. Every answer, unknown routes
+/// and methods included, has the API's error body.
+pub fn router(state: AppState, base_path: &str, registry: &Registry, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/v1/challenges", get(list_challenges))
         .route("/v1/challenges/{challenge_id}/goals/{goal_id}/claim", post(claim_goal))
         .route("/healthz", get(healthz))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
     let metrics = RequestMetrics::register(registry);
     let base = base_path.trim_end_matches('/');
     let routed = if base.is_empty() { api } else { Router::new().nest(base, api) };
-    routed.layer(middleware::from_fn_with_state(metrics, record_request))
+    routed
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
+        .layer(middleware::from_fn_with_state(metrics, record_request))
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(timeout).into_response(),
+    }
 }
 
 async fn record_request(State(metrics): State<RequestMetrics>, request: Request, next: Next) -> Response {
@@ -108,10 +130,11 @@ async fn list_challenges(State(state): State<AppState>, headers: HeaderMap) -> R
 
 async fn claim_goal(
     State(state): State<AppState>,
-    Path((challenge_id, goal_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = state.auth.authenticate(&headers)?;
+    let Path((challenge_id, goal_id)) = path.map_err(|rejection| ApiError::InvalidArgument(rejection.body_text()))?;
     let goal = claim::find_goal(&state, &challenge_id, &goal_id)?;
     let response = claim::claim(&state, &caller, goal).await?;
     Ok(Json(response).into_response())

@@ -1,14 +1,40 @@
 //! Granting a reward over HTTP, with production's retry policy: up to 3 retries on retryable
 //! failures (timeouts, 408, 429, 5xx) with exponential backoff from 500 ms, all inside the
 //! claim's time budget. 400/401/403/404/409/422 are final.
+//!
+//! Ids travel as single path segments (percent-encoded, so a `/` in a user id cannot reach
+//! another user's wallet), and every grant carries an idempotency key made of the namespace, user
+//! and goal ([`grant_key`]): a retry after a lost reply, or a second claim after a failed commit,
+//! is answered by the platform from the first grant instead of granting again.
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::challenges::{Reward, RewardType};
+use super::mock::IDEMPOTENCY_KEY;
+use crate::challenges::{Goal, RewardType};
+
+/// Everything but RFC 3986's unreserved characters is encoded in a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// One path segment, percent-encoded; `.` and `..` (which a URL parser resolves as steps up the
+/// path) and the empty segment are refused.
+fn segment(id: &str) -> Result<String, GrantError> {
+    if matches!(id, "" | "." | "..") {
+        return Err(GrantError::UnsendableId(id.to_owned()));
+    }
+    Ok(utf8_percent_encode(id, SEGMENT).to_string())
+}
+
+/// The idempotency key of the grant for `goal_id` to `user_id` in `namespace`: one goal is
+/// granted once per user, so the key names exactly that (each part percent-encoded, joined by `/`).
+pub fn grant_key(namespace: &str, user_id: &str, goal_id: &str) -> String {
+    let part = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
+    format!("claim/{}/{}/{}", part(namespace), part(user_id), part(goal_id))
+}
 
 /// How grants are retried.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +70,9 @@ pub enum GrantError {
         /// The last failure.
         last: String,
     },
+    /// An id that cannot be sent as a path segment (empty, `.` or `..`).
+    #[error("'{0}' cannot be sent to the reward platform as an id")]
+    UnsendableId(String),
     /// The claim's time budget ran out.
     #[error("reward grant exceeded the claim budget after {attempts} attempt(s); last: {last}")]
     BudgetExceeded {
@@ -62,6 +91,14 @@ pub struct RewardClient {
     policy: RetryPolicy,
 }
 
+/// The reward platform's base URL is not an `http(s)://host[:port][/path]` URL.
+#[derive(Debug, thiserror::Error)]
+#[error("reward platform URL '{url}' is not usable: {problem}")]
+pub struct InvalidBaseUrl {
+    url: String,
+    problem: String,
+}
+
 enum Attempt {
     Done,
     Retry(String),
@@ -70,24 +107,34 @@ enum Attempt {
 
 impl RewardClient {
     /// A client for the platform at `base_url` (e.g. `http://127.0.0.1:8090`).
-    pub fn new(base_url: &str, policy: RetryPolicy) -> Self {
+    pub fn new(base_url: &str, policy: RetryPolicy) -> Result<Self, InvalidBaseUrl> {
+        let invalid = |problem: &str| InvalidBaseUrl { url: base_url.to_owned(), problem: problem.to_owned() };
+        let parsed = reqwest::Url::parse(base_url).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+            return Err(invalid("expected http://host[:port]"));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(invalid("a base URL has no query or fragment"));
+        }
         let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("a plain HTTP client builds");
-        Self { http, base_url: base_url.trim_end_matches('/').to_owned(), policy }
+        Ok(Self { http, base_url: parsed.as_str().trim_end_matches('/').to_owned(), policy })
     }
 
-    /// Grants `reward` to the user, retrying as the policy allows, finishing before `deadline`.
+    /// Grants `goal`'s reward to the user, retrying as the policy allows, finishing before
+    /// `deadline`; every attempt carries the same idempotency key.
     pub async fn grant(
         &self,
         namespace: &str,
         user_id: &str,
-        reward: &Reward,
+        goal: &Goal,
         deadline: Instant,
     ) -> Result<(), GrantError> {
+        let request = self.request(namespace, user_id, goal)?;
         let mut backoff = self.policy.initial_backoff;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let last = match self.attempt(namespace, user_id, reward, deadline).await {
+            let last = match self.attempt(&request, deadline).await {
                 Attempt::Done => return Ok(()),
                 Attempt::Final(error) => return Err(error),
                 Attempt::Retry(last) => last,
@@ -104,27 +151,34 @@ impl RewardClient {
         }
     }
 
-    async fn attempt(&self, namespace: &str, user_id: &str, reward: &Reward, deadline: Instant) -> Attempt {
+    /// The grant's request, built once and cloned per attempt.
+    fn request(&self, namespace: &str, user_id: &str, goal: &Goal) -> Result<reqwest::Request, GrantError> {
+        let reward = &goal.reward;
+        let user =
+            format!("{}/platform/admin/namespaces/{}/users/{}", self.base_url, segment(namespace)?, segment(user_id)?);
+        let builder = match reward.reward_type {
+            RewardType::Item => self.http.post(format!("{user}/entitlements")).json(&json!([{
+                "itemId": reward.reward_id, "itemNamespace": namespace, "quantity": reward.quantity
+            }])),
+            RewardType::Wallet => self
+                .http
+                .put(format!("{user}/wallets/{}/credit", segment(&reward.reward_id)?))
+                .json(&json!({ "amount": reward.quantity })),
+        };
+        builder
+            .header(IDEMPOTENCY_KEY, grant_key(namespace, user_id, &goal.id))
+            .build()
+            .map_err(|e| GrantError::UnsendableId(format!("{user_id}: {e}")))
+    }
+
+    async fn attempt(&self, request: &reqwest::Request, deadline: Instant) -> Attempt {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Attempt::Final(GrantError::BudgetExceeded { attempts: 0, last: "no time left".into() });
         }
-        let request = match reward.reward_type {
-            RewardType::Item => self
-                .http
-                .post(format!("{}/platform/admin/namespaces/{namespace}/users/{user_id}/entitlements", self.base_url))
-                .json(
-                    &json!([{ "itemId": reward.reward_id, "itemNamespace": namespace, "quantity": reward.quantity }]),
-                ),
-            RewardType::Wallet => self
-                .http
-                .put(format!(
-                    "{}/platform/admin/namespaces/{namespace}/users/{user_id}/wallets/{}/credit",
-                    self.base_url, reward.reward_id
-                ))
-                .json(&json!({ "amount": reward.quantity })),
-        };
-        match request.timeout(remaining).send().await {
+        let mut request = request.try_clone().expect("a JSON body can be cloned");
+        *request.timeout_mut() = Some(remaining);
+        match self.http.execute(request).await {
             Ok(response) if response.status().is_success() => Attempt::Done,
             Ok(response) => {
                 let status = response.status();
@@ -146,4 +200,30 @@ impl RewardClient {
 
 fn is_retryable(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_encoded_as_single_segments_and_dot_segments_refused() {
+        assert_eq!(segment("user-000001").unwrap(), "user-000001");
+        assert_eq!(segment("u1/../victim").unwrap(), "u1%2F..%2Fvictim");
+        assert_eq!(segment("a b?c#d%").unwrap(), "a%20b%3Fc%23d%25");
+        for id in ["", ".", ".."] {
+            assert!(matches!(segment(id), Err(GrantError::UnsendableId(_))), "{id:?}");
+        }
+        assert_eq!(grant_key("test", "u/1", "g 1"), "claim/test/u%2F1/g%201");
+    }
+
+    #[test]
+    fn base_urls_are_checked_when_the_client_is_made() {
+        let policy = RetryPolicy::default();
+        assert!(RewardClient::new("http://127.0.0.1:8090/", policy).is_ok());
+        for bad in ["127.0.0.1:8090", "ftp://host", "http://host/?x=1", "not a url"] {
+            let error = RewardClient::new(bad, policy).unwrap_err().to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::server::{self, ServerLimits};
 use crate::api::view::ViewTemplate;
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
@@ -84,6 +85,9 @@ pub struct ChallengeServiceSettings {
     /// Admin port serving /metrics (0 picks a free one).
     #[arg(long, env = "ADMIN_PORT", default_value_t = 8081)]
     pub admin_port: u16,
+    /// Timeouts, the connection cap and the shutdown grace of the REST port.
+    #[command(flatten)]
+    pub limits: ServerLimits,
 }
 
 /// A bound, migrated, ready-to-run challenge service.
@@ -93,6 +97,7 @@ pub struct ChallengeService {
     admin: TcpListener,
     rest_router: axum::Router,
     admin_router: axum::Router,
+    limits: ServerLimits,
     /// The service's pool (tests inspect it).
     pub pool: sqlx::PgPool,
 }
@@ -118,6 +123,16 @@ impl ChallengeService {
             }
             AuthMode::Mock => Authenticator::Mock { namespace: settings.namespace.clone() },
         };
+        if let Some(warning) = crate::auth::exposure_warning(settings.auth_mode == AuthMode::Mock, &settings.host) {
+            tracing::warn!("{warning}");
+        }
+        if settings.limits.request_timeout <= settings.claim_budget {
+            anyhow::bail!(
+                "--request-timeout ({:?}) must be longer than --claim-budget ({:?}), or every slow claim times out",
+                settings.limits.request_timeout,
+                settings.claim_budget
+            );
+        }
         let db = DbSettings {
             url: settings.database_url.clone(),
             pool_size: settings.pool_size,
@@ -136,15 +151,15 @@ impl ChallengeService {
             rewards: RewardClient::new(
                 &settings.reward_platform_url,
                 RetryPolicy { max_retries: settings.reward_retries, initial_backoff: settings.reward_backoff },
-            ),
+            )?,
             claim_budget: settings.claim_budget,
             health_timeout: settings.db_acquire_timeout,
         };
-        let rest_router = api::router(state, &settings.base_path, &registry);
+        let rest_router = api::router(state, &settings.base_path, &registry, settings.limits.request_timeout);
         let admin_router = admin_router(registry.clone(), Some(PoolGauges::register(&registry, pool.clone())));
         let rest = super::bind(&settings.host, settings.port, "REST").await?;
         let admin = super::bind(&settings.host, settings.admin_port, "admin").await?;
-        Ok(Self { rest, admin, rest_router, admin_router, pool })
+        Ok(Self { rest, admin, rest_router, admin_router, limits: settings.limits, pool })
     }
 
     /// The REST address.
@@ -160,8 +175,9 @@ impl ChallengeService {
     /// Serves both ports until `shutdown` fires.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         super::announce_ready("challenge-service", &[("rest", self.rest_addr()), ("admin", self.admin_addr())]);
-        let admin = super::serve_http(self.admin, self.admin_router, shutdown.clone());
-        let rest = super::serve_http(self.rest, self.rest_router, shutdown);
+        let admin_limits = ServerLimits { shutdown_grace: self.limits.shutdown_grace, ..ServerLimits::default() };
+        let admin = server::serve(self.admin, self.admin_router, shutdown.clone(), admin_limits);
+        let rest = server::serve(self.rest, self.rest_router, shutdown, self.limits);
         let (rest, admin) = tokio::join!(rest, admin);
         self.pool.close().await;
         rest.and(admin)

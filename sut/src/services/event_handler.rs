@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use super::server::{self, ServerLimits};
 use crate::challenges::{self, ChallengeConfig};
 use crate::db::DbSettings;
 use crate::duration::clap_parser as duration;
@@ -56,6 +57,10 @@ pub struct EventHandlerSettings {
     /// Rows per write statement of a flush.
     #[arg(long, env = "FLUSH_CHUNK_ROWS", default_value_t = 5_000)]
     pub flush_chunk_rows: usize,
+    /// After a shutdown signal, how long in-flight calls may take before the connections are
+    /// closed (the buffer then refuses events with UNAVAILABLE, and the final flush begins).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
     /// How long shutdown keeps retrying the final flush.
     #[arg(long, env = "SHUTDOWN_FLUSH_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub shutdown_flush_timeout: Duration,
@@ -88,6 +93,7 @@ pub struct EventHandler {
     layout: Layout,
     flush: FlushSettings,
     flush_metrics: FlushMetrics,
+    shutdown_grace: Duration,
     /// The handler's pool.
     pub pool: sqlx::PgPool,
 }
@@ -115,13 +121,15 @@ impl<S: ProgressStore> Parts<S> {
         Self { service, buffer, store }
     }
 
-    /// Serves both `OnMessage` services and runs the flusher until `shutdown`; then flushes.
+    /// Serves both `OnMessage` services and runs the flusher until `shutdown`; in-flight calls get
+    /// `grace` to finish, then the buffer is closed and flushed.
     async fn serve(
         self,
         grpc: TcpListener,
         flush: FlushSettings,
         flush_metrics: FlushMetrics,
         shutdown: CancellationToken,
+        grace: Duration,
     ) -> anyhow::Result<()>
     where
         EventService<S>: UserAuthenticationUserLoggedInService + StatisticStatItemUpdatedService,
@@ -138,9 +146,21 @@ impl<S: ProgressStore> Parts<S> {
             .max_concurrent_streams(Some(4096))
             .add_service(UserAuthenticationUserLoggedInServiceServer::new(self.service.clone()))
             .add_service(StatisticStatItemUpdatedServiceServer::new(self.service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.cancelled_owned())
-            .await;
-        // No call can add to the buffer any more: flush it all.
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone().cancelled_owned());
+        let grace_over = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = served => served,
+            () = grace_over => {
+                tracing::warn!(?grace, "gRPC connections still open after the shutdown grace; closing");
+                Ok(())
+            }
+        };
+        // No call can add to the buffer any more (a connection outliving the grace is refused
+        // with UNAVAILABLE): flush it all.
+        self.buffer.close();
         flusher_stop.cancel();
         flusher.await.context("flusher task")?;
         served.context("gRPC server")
@@ -197,6 +217,7 @@ impl EventHandler {
                 shutdown_timeout: settings.shutdown_flush_timeout,
             },
             flush_metrics,
+            shutdown_grace: settings.shutdown_grace,
             pool,
         })
     }
@@ -215,11 +236,12 @@ impl EventHandler {
     /// and flushes the whole buffer before returning.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         super::announce_ready("event-handler", &[("grpc", self.grpc_addr()), ("admin", self.admin_addr())]);
-        let admin = tokio::spawn(super::serve_http(self.admin, self.admin_router, shutdown.clone()));
-        let (flush, metrics) = (self.flush, self.flush_metrics);
+        let limits = ServerLimits { shutdown_grace: self.shutdown_grace, ..ServerLimits::default() };
+        let admin = tokio::spawn(server::serve(self.admin, self.admin_router, shutdown.clone(), limits));
+        let (flush, metrics, grace) = (self.flush, self.flush_metrics, self.shutdown_grace);
         let grpc = match self.layout {
-            Layout::PerGoal(parts) => parts.serve(self.grpc, flush, metrics, shutdown).await,
-            Layout::PerStat(parts) => parts.serve(self.grpc, flush, metrics, shutdown).await,
+            Layout::PerGoal(parts) => parts.serve(self.grpc, flush, metrics, shutdown, grace).await,
+            Layout::PerStat(parts) => parts.serve(self.grpc, flush, metrics, shutdown, grace).await,
         };
         let admin = admin.await.context("admin task")?;
         self.pool.close().await;

@@ -6,15 +6,14 @@
 pub mod challenge;
 pub mod event_handler;
 pub mod reward_mock;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Router;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, DbSettings};
 
@@ -36,10 +35,7 @@ pub fn local_addr(listener: &TcpListener) -> SocketAddr {
     listener.local_addr().expect("a bound listener has an address")
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, letting in-flight requests finish.
-pub async fn serve_http(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-}
+pub use server::ServerLimits;
 
 /// Prints the line the harness waits for: `READY name key=addr …`, on stdout.
 pub fn announce_ready(name: &str, addrs: &[(&str, SocketAddr)]) {

@@ -1,5 +1,6 @@
 //! The reward platform mock as a service: one HTTP port serving the platform endpoints,
-//! `/healthz` and `/metrics`.
+//! `/admin/settings` (read and change latency and failures while it runs), `/admin/grants` (the
+//! grant ledger), `/healthz` and `/metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,10 @@ pub struct RewardMockSettings {
     /// HTTP status of an injected failure.
     #[arg(long, env = "REWARD_MOCK_FAILURE_STATUS", default_value_t = 503)]
     pub failure_status: u16,
+    /// Share of injected failures that strike after the grant was applied (0.0–1.0): the reward
+    /// is granted but the caller sees the error, as when a reply is lost.
+    #[arg(long, env = "REWARD_MOCK_FAILURE_AFTER_GRANT", default_value_t = 0.0)]
+    pub failure_after_grant: f64,
 }
 
 impl Default for RewardMockSettings {
@@ -40,8 +45,22 @@ impl Default for RewardMockSettings {
             latency: Latency::Fixed(Duration::ZERO),
             failure_rate: 0.0,
             failure_status: 503,
+            failure_after_grant: 0.0,
         }
     }
+}
+
+/// `failureRate must …` → `failure-rate must …`.
+fn kebab(problem: &str) -> String {
+    let (field, rest) = problem.split_once(' ').unwrap_or((problem, ""));
+    let mut out = String::new();
+    for c in field.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    format!("{out} {rest}")
 }
 
 /// A bound, ready-to-run reward mock.
@@ -56,19 +75,17 @@ pub struct RewardMock {
 impl RewardMock {
     /// Binds the port and builds the routes.
     pub async fn build(settings: &RewardMockSettings) -> anyhow::Result<Self> {
-        if !(0.0..=1.0).contains(&settings.failure_rate) {
-            anyhow::bail!("--failure-rate must be between 0 and 1, got {}", settings.failure_rate);
-        }
+        let mock_settings = MockSettings {
+            latency: settings.latency,
+            failure_rate: settings.failure_rate,
+            failure_status: settings.failure_status,
+            failure_after_grant: settings.failure_after_grant,
+        };
+        // The flags are the fields' kebab-case names.
+        mock_settings.validate().map_err(|problem| anyhow::anyhow!("--{}", kebab(&problem)))?;
         let listener = super::bind(&settings.host, settings.port, "HTTP").await?;
         let registry = Registry::new();
-        let (router, stats) = mock::router(
-            MockSettings {
-                latency: settings.latency,
-                failure_rate: settings.failure_rate,
-                failure_status: settings.failure_status,
-            },
-            &registry,
-        );
+        let (router, stats) = mock::router(mock_settings, &registry);
         let router = router.merge(crate::metrics::admin_router(registry, None));
         Ok(Self { listener, router, stats })
     }
@@ -81,6 +98,6 @@ impl RewardMock {
     /// Serves until `shutdown` fires.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         super::announce_ready("reward-mock", &[("http", self.addr())]);
-        super::serve_http(self.listener, self.router, shutdown).await
+        super::server::serve(self.listener, self.router, shutdown, super::ServerLimits::default()).await
     }
 }

@@ -308,3 +308,35 @@ async fn per_stat_a_goal_completed_without_its_row_is_shown_and_claimed_once() {
     let after = shown(&body(app.get_challenges("alice").await).await);
     assert_eq!((after["status"].as_str(), after["progress"].as_i64()), (Some("claimed"), Some(i64::from(value))));
 }
+
+#[tokio::test]
+async fn every_error_has_the_gateway_body_routes_and_methods_included() {
+    let app = spawn_app(AppOptions::default()).await;
+    let root = app.base_url.trim_end_matches("/challenge").to_owned();
+    let cases = [
+        (reqwest::Method::GET, format!("{}/v1/nothing-here", app.base_url), StatusCode::NOT_FOUND, 5),
+        (reqwest::Method::GET, format!("{root}/elsewhere"), StatusCode::NOT_FOUND, 5),
+        (reqwest::Method::DELETE, format!("{}/v1/challenges", app.base_url), StatusCode::METHOD_NOT_ALLOWED, 12),
+        (
+            reqwest::Method::POST,
+            format!("{}/v1/challenges/%FF/goals/x/claim", app.base_url),
+            StatusCode::BAD_REQUEST,
+            3,
+        ),
+    ];
+    for (method, url, status, code) in cases {
+        let response = app.http.request(method.clone(), &url).bearer_auth(token("alice")).send().await.unwrap();
+        assert_eq!(response.status(), status, "{method} {url}");
+        assert_error_body(&body(response).await, code);
+    }
+}
+
+#[tokio::test]
+async fn a_subject_the_store_cannot_hold_is_403_not_a_database_error() {
+    let app = spawn_app(AppOptions::default()).await;
+    for sub in ["u\u{0}1", &"x".repeat(101)] {
+        let response = app.get_challenges(sub).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{sub:?}");
+        assert_error_body(&body(response).await, 7);
+    }
+}

@@ -11,6 +11,7 @@ use sut::reward::{Latency, MockStats};
 use sut::services::challenge::{AuthMode, ChallengeService, ChallengeServiceSettings};
 use sut::services::event_handler::{EventHandler, EventHandlerSettings};
 use sut::services::reward_mock::{RewardMock, RewardMockSettings};
+use sut::services::server::ServerLimits;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "test-secret";
@@ -70,6 +71,7 @@ pub struct AppOptions {
     pub auth_mode: AuthMode,
     pub database_url: Option<String>,
     pub store: StoreKind,
+    pub limits: ServerLimits,
 }
 
 impl Default for AppOptions {
@@ -82,6 +84,7 @@ impl Default for AppOptions {
             auth_mode: AuthMode::Jwt,
             database_url: None,
             store: StoreKind::default(),
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -89,11 +92,24 @@ impl Default for AppOptions {
 /// A running challenge service with its own reward mock and database.
 pub struct TestApp {
     pub base_url: String,
+    /// The reward mock's base URL (its admin endpoints included).
+    pub mock_url: String,
     pub pool: PgPool,
     pub mock: Arc<MockStats>,
     pub config: Arc<ChallengeConfig>,
     pub http: reqwest::Client,
+    /// The REST address (host:port), for raw sockets.
+    pub rest_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Signals shutdown; returns when the service has stopped.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.task.take().expect("running").await.expect("service task").expect("service stopped cleanly");
+    }
 }
 
 impl Drop for TestApp {
@@ -138,12 +154,24 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         host: "127.0.0.1".into(),
         port: 0,
         admin_port: 0,
+        limits: options.limits,
     };
     let service = ChallengeService::build_with_config(&settings, config.clone()).await.expect("challenge service");
-    let base_url = format!("http://{}/challenge", service.rest_addr());
-    tokio::spawn(service.run(shutdown.clone()));
+    let rest_addr = service.rest_addr();
+    let base_url = format!("http://{rest_addr}/challenge");
+    let task = Some(tokio::spawn(service.run(shutdown.clone())));
     let pool = PgPool::connect(&database_url).await.expect("test pool");
-    TestApp { base_url, pool, mock: mock_stats, config, http: reqwest::Client::new(), shutdown }
+    TestApp {
+        base_url,
+        mock_url: format!("http://{mock_addr}"),
+        pool,
+        mock: mock_stats,
+        config,
+        http: reqwest::Client::new(),
+        rest_addr,
+        shutdown,
+        task,
+    }
 }
 
 /// A token for `user` in the test namespace.
@@ -206,6 +234,7 @@ pub fn handler_settings(database_url: &str, store: StoreKind) -> EventHandlerSet
         buffer_limit: 100_000,
         buffer_full_wait: Duration::from_secs(1),
         flush_chunk_rows: 5_000,
+        shutdown_grace: Duration::from_secs(10),
         shutdown_flush_timeout: Duration::from_secs(30),
         pool_size: 10,
         db_acquire_timeout: Duration::from_secs(2),

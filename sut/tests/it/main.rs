@@ -25,4 +25,6 @@ mod events;
 mod flush;
 mod helpers;
 mod proxy;
+mod reward;
 mod seed;
+mod server;
