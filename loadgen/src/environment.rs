@@ -133,6 +133,10 @@ pub struct Endpoints {
     /// Container ids of the SUT services, by name, when they run in Docker.
     #[serde(default)]
     pub containers: BTreeMap<String, String>,
+    /// `http://host:port` of the reward mock, when the harness runs it (its grant ledger is
+    /// read by the integrity audit).
+    #[serde(default)]
+    pub reward_mock_url: Option<String>,
 }
 
 /// A running SUT service process.
@@ -208,6 +212,7 @@ impl Provisioned {
                 database_url: Some(database_url.clone()),
                 pids: BTreeMap::new(),
                 containers: BTreeMap::new(),
+                reward_mock_url: None,
             },
             jwt_secret,
         };
@@ -224,6 +229,7 @@ impl Provisioned {
         let mock = env.spawn(&bin_dir, "reward-mock", commands.reward_mock(&any), settings).await?;
         let reward_url = format!("http://{}", mock.addrs["http"]);
         env.endpoints.metrics_urls.insert("reward-mock".into(), format!("{reward_url}/metrics"));
+        env.endpoints.reward_mock_url = Some(reward_url.clone());
         env.services.push(mock);
         let challenge =
             env.spawn(&bin_dir, "challenge-service", commands.challenge_service(&any, &reward_url), settings).await?;
@@ -282,6 +288,7 @@ impl Provisioned {
         outcome?;
         endpoints.api_url = Some(format!("http://127.0.0.1:{rest}"));
         endpoints.grpc_url = Some(format!("http://127.0.0.1:{grpc}"));
+        endpoints.reward_mock_url = Some(reward_url);
         for (name, port) in [("reward-mock", mock), ("challenge-service", api_admin), ("event-handler", handler_admin)]
         {
             endpoints.metrics_urls.insert(name.into(), format!("http://127.0.0.1:{port}/metrics"));

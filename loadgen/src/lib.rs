@@ -23,6 +23,8 @@
 //! - [`recorder`]: HDR histograms per operation, per run and per second, recorded per thread.
 //! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
 //!   PostgreSQL, `/metrics`, CPU profiles).
+//! - [`integrity`]: the SUT's books (goals read through the API, the reward mock's grants)
+//!   against what the harness sent: events lost or applied twice, goals granted twice.
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
 //! - [`stop`]: why a run stops early, and the process's one signal handler.
 //! - [`run`]: one run from plan to results.
@@ -36,6 +38,7 @@ pub mod engine;
 pub mod environment;
 pub mod executor;
 pub mod http;
+pub mod integrity;
 pub mod observe;
 pub mod plan;
 pub mod recorder;

@@ -66,6 +66,18 @@ pub struct RunArgs {
     /// Refuse runs whose load lasts longer than this.
     #[arg(long, default_value = "2h", value_parser = sut::duration::clap_parser)]
     pub max_duration: Duration,
+    /// Users whose books (goals, grants) are read before and after the load to check that no
+    /// accepted event was lost or applied twice and no goal granted twice: every n-th fixture
+    /// user, at most this many (0: no audit).
+    #[arg(long, default_value_t = crate::integrity::DEFAULT_AUDIT_USERS)]
+    pub audit_users: usize,
+    /// The reward mock of an external target (`http://host:port`), whose grant ledger the
+    /// integrity audit reads (a provisioned target's mock is read anyway).
+    #[arg(long)]
+    pub reward_mock_url: Option<String>,
+    /// How long the audit waits for the SUT to write what it accepted before judging.
+    #[arg(long, default_value = "15s", value_parser = sut::duration::clap_parser)]
+    pub audit_settle: Duration,
     /// Provisioned reward mock latency, e.g. uniform:50ms..200ms.
     #[arg(long)]
     pub reward_latency: Option<String>,
@@ -215,6 +227,13 @@ pub struct Plan {
     pub store: Option<StoreKind>,
     /// Users generated and seeded with progress before the load, instead of the users fixture.
     pub seed_users: Option<usize>,
+    /// Users audited for integrity (0: none).
+    pub audit_users: usize,
+    /// An external target's reward mock.
+    pub reward_mock_url: Option<String>,
+    /// How long the audit waits for the SUT to settle.
+    #[serde(with = "crate::scenario::duration_text")]
+    pub audit_settle: Duration,
 }
 
 /// Why the options can't make a plan.
@@ -384,6 +403,9 @@ impl Plan {
             deploy: args.deploy,
             store,
             seed_users: args.seed_users,
+            audit_users: args.audit_users,
+            reward_mock_url: args.reward_mock_url.clone(),
+            audit_settle: args.audit_settle,
             scenario,
         })
     }

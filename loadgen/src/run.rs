@@ -14,6 +14,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::engine::{self, EngineError, EngineOptions};
 use crate::environment::{Endpoints, EnvironmentError, ProvisionSettings, Provisioned};
+use crate::http::RestTarget;
+use crate::integrity::{Auditor, GrantRow, Integrity, Ledger, Snapshot};
 use crate::observe::postgres::{DatabaseEnd, PgSampler};
 use crate::observe::profile::{self, ProfileWindow};
 use crate::observe::prometheus::MetricsScraper;
@@ -28,7 +30,7 @@ use crate::scenario::OperationKind;
 use crate::stop::{Stop, StopReason};
 use crate::summary::{self, Summary};
 use crate::threshold::{self, Measurements, live::LiveJudge};
-use crate::workload::{RestAuth, Workload};
+use crate::workload::{RestAuth, STAT_CODES, Workload};
 
 /// Why a run failed (as opposed to finishing with failed thresholds).
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +148,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         prepared = prepare(&plan, &results) => prepared,
         () = signalled.cancelled() => Err(RunError::Interrupted),
     };
-    let (environment, workload, endpoints) = match prepared {
+    let (environment, workload, endpoints, audit) = match prepared {
         Ok(parts) => parts,
         Err(error) => {
             info.outcome = Some(Outcome { error: Some(error.to_string()), interrupted: None, shutdown_notes: vec![] });
@@ -233,6 +235,10 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let (results, judge) = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     let observer = observing.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     let (log, database_end) = finish_observing(observer).await;
+    let integrity = match &audit {
+        Some(audit) => Some(audit.check(&workload, plan.audit_settle).await),
+        None => None,
+    };
     let profile_notes = match profiling {
         Some(task) => task.await.unwrap_or_else(|e| vec![format!("profiling failed: {e}")]),
         None => Vec::new(),
@@ -275,6 +281,11 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     if let Some(generator) = resources.components.get(digest::GENERATOR) {
         extras.insert("loadgen_cpu", generator.cpu_percent_max);
     }
+    if let Some(integrity) = integrity.as_ref().filter(|i| i.users_audited > 0) {
+        for (name, count) in integrity.counts() {
+            extras.insert(name, count as f64);
+        }
+    }
     let source = Measurements {
         operations: totals.iter().map(|t| (t.operation, &t.measured)).collect(),
         streams: &stream_names,
@@ -307,6 +318,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         resources: Some(resources),
         database,
         profiles,
+        integrity,
     };
     results.write_json(layout::SUMMARY, &summary)?;
     info.outcome = Some(Outcome { error: None, interrupted, shutdown_notes });
@@ -328,7 +340,70 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     Ok(RunOutput { summary, folder, stopped })
 }
 
-type Prepared = (Option<Provisioned>, Arc<Workload>, Endpoints);
+type Prepared = (Option<Provisioned>, Arc<Workload>, Endpoints, Option<AuditStart>);
+
+/// The integrity audit as it stood before the load.
+struct AuditStart {
+    auditor: Auditor,
+    before: Snapshot,
+    grants_before: Option<Vec<GrantRow>>,
+    started: chrono::NaiveDate,
+}
+
+impl AuditStart {
+    /// Reads the audited users' books before the load (operations that change them only).
+    async fn read(plan: &Plan, workload: &Workload, endpoints: &Endpoints) -> Result<Option<Self>, RunError> {
+        let changes_books = plan.scenario.streams.values().flat_map(|s| s.operations.keys()).any(|op| {
+            matches!(
+                op,
+                OperationKind::Login | OperationKind::Stat | OperationKind::EndToEnd | OperationKind::GetThenClaim
+            )
+        });
+        let audited = workload.ledger.audited(workload.users.len());
+        let Some(api) = endpoints.api_url.as_deref().filter(|_| changes_books && !audited.is_empty()) else {
+            return Ok(None);
+        };
+        let failed = |e: String| {
+            RunError::Unreachable(format!(
+                "reading the books before the load: {e} (--audit-users 0 runs without the integrity audit)"
+            ))
+        };
+        let config = sut::challenges::load(&plan.challenges_file).map_err(|e| RunError::Fixture(e.to_string()))?;
+        let target = RestTarget::new(api, &plan.base_path, &workload.auth, &workload.users, plan.request_timeout)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let auditor =
+            Auditor::new(Arc::new(target), Arc::new(config), workload.users.clone(), endpoints.reward_mock_url.clone());
+        if !plan.quiet {
+            eprintln!("gauntlet: reading the books of {} users before the load", audited.len());
+        }
+        let before = auditor.snapshot(&audited).await.map_err(failed)?;
+        let grants_before = match auditor.grants().await {
+            Some(read) => Some(read.map_err(failed)?),
+            None => None,
+        };
+        Ok(Some(Self { auditor, before, grants_before, started: chrono::Utc::now().date_naive() }))
+    }
+
+    /// Reads them after the load and judges.
+    async fn check(&self, workload: &Workload, settle: Duration) -> Integrity {
+        let days = (chrono::Utc::now().date_naive() - self.started).num_days() + 1;
+        let integrity = self
+            .auditor
+            .check(&workload.ledger, &STAT_CODES, &self.before, self.grants_before.as_deref(), days, settle)
+            .await;
+        let counts: Vec<String> = integrity.counts().iter().map(|(name, n)| format!("{name} {n}")).collect();
+        eprintln!(
+            "gauntlet: integrity of {} users ({} events accepted, {} unknown, {} claims): {}",
+            integrity.users_audited,
+            integrity.events_accepted,
+            integrity.events_unknown,
+            integrity.claims_succeeded,
+            counts.join(", ")
+        );
+        integrity
+    }
+}
 
 /// Sets up or checks the target and builds the workload.
 async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError> {
@@ -378,6 +453,7 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
                 database_url: None,
                 pids: BTreeMap::new(),
                 containers: BTreeMap::new(),
+                reward_mock_url: plan.reward_mock_url.clone(),
             };
             (None, endpoints, auth)
         }
@@ -396,6 +472,7 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
         .filter(|(_, s)| s.operations.contains_key(&OperationKind::EndToEnd))
         .map(|(name, _)| plan.executors[name].pool_size())
         .sum();
+    let users_count = users.len();
     let workload = Arc::new(Workload {
         users: Arc::new(users),
         reserved_for_probes,
@@ -406,8 +483,10 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
         request_timeout: plan.request_timeout,
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(1_000_000),
+        ledger: Arc::new(Ledger::new(users_count, plan.audit_users)),
     });
-    Ok((environment, workload, endpoints))
+    let audit = AuditStart::read(plan, &workload, &endpoints).await?;
+    Ok((environment, workload, endpoints, audit))
 }
 
 fn absolute(path: &Path) -> PathBuf {

@@ -144,6 +144,9 @@ pub struct Summary {
     /// CPU profiles written (`profiles/<service>.svg`), and notes on those that failed.
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// The SUT's books against what the harness sent (when the run audited them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<crate::integrity::Integrity>,
 }
 
 /// Planned rate per operation: each open stream's average rate split by its operation weights.

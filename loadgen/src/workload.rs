@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 
 pub use crate::http::RestAuth;
 use crate::http::{Keep, Reply, RestClient};
+use crate::integrity::{Fate, Ledger, Source};
 use crate::recorder::{Operation, Outcome, Recorder};
 use crate::scenario::OperationKind;
 
@@ -47,6 +48,8 @@ pub struct Workload {
     pub recorder: Arc<Recorder>,
     /// Values for end-to-end probes, above anything the event streams send.
     pub probe_values: AtomicU64,
+    /// What was sent to the audited users and what became of it.
+    pub ledger: Arc<Ledger>,
 }
 
 /// Per-virtual-user state, kept in the goose user's session data.
@@ -151,13 +154,15 @@ impl Workload {
             Ok(reply) => http_failure(reply.status),
             Err(outcome) => outcome,
         };
+        self.ledger.claimed(user, goal, claim_fate(&outcome));
         // A follow-up request is due when the GET returned: its latency is its service time.
         self.recorder.record(Operation::Claim, session.stream, sent, sent, Instant::now(), outcome);
     }
 
     /// `OnMessage(UserLoggedIn)` for a random user.
     pub async fn run_login(&self, session: &mut Session, intended: Instant) {
-        let user = self.users[self.random_user(&mut session.rng)].clone();
+        let index = self.random_user(&mut session.rng);
+        let user = self.users[index].clone();
         let event = UserLoggedIn {
             id: format!("{:016x}", session.rng.random::<u64>()),
             name: "userLoggedIn".into(),
@@ -175,21 +180,28 @@ impl Workload {
         };
         let Some(clients) = session.grpc.as_mut() else { return };
         let _in_flight = self.recorder.start(Operation::Login);
+        let pending = self.ledger.send(index, Source::Login, None);
         let sent = Instant::now();
         let result = grpc_outcome(tokio::time::timeout(self.request_timeout, clients.login.on_message(event)).await);
+        pending.settle(event_fate(&result));
         self.recorder.record(Operation::Login, session.stream, intended, sent, Instant::now(), result);
     }
 
     /// `OnMessage(StatItemUpdated)` for a random user, stat code and value (0–999).
     pub async fn run_stat(&self, session: &mut Session, intended: Instant) {
-        let user = self.users[self.random_user(&mut session.rng)].clone();
-        let code = STAT_CODES[session.rng.random_range(0..STAT_CODES.len())];
-        let value = f64::from(session.rng.random_range(0..1000u32));
+        let index = self.random_user(&mut session.rng);
+        let user = self.users[index].clone();
+        let code_index = session.rng.random_range(0..STAT_CODES.len());
+        let code = STAT_CODES[code_index];
+        let raw = session.rng.random_range(0..1000u16);
+        let value = f64::from(raw);
         let event = self.stat_event(&user, code, value, session.rng.random());
         let Some(clients) = session.grpc.as_mut() else { return };
         let _in_flight = self.recorder.start(Operation::Stat);
+        let pending = self.ledger.send(index, Source::Stat(code_index as u8), Some(i32::from(raw)));
         let sent = Instant::now();
         let result = grpc_outcome(tokio::time::timeout(self.request_timeout, clients.stat.on_message(event)).await);
+        pending.settle(event_fate(&result));
         self.recorder.record(Operation::Stat, session.stream, intended, sent, Instant::now(), result);
     }
 
@@ -240,14 +252,17 @@ impl Workload {
                 }
             },
         };
-        let value = self.probe_values.fetch_add(1, Ordering::Relaxed) as f64;
-        let event = self.stat_event(&user, "wins", value, session.rng.random());
+        let value = self.probe_values.fetch_add(1, Ordering::Relaxed);
+        let event = self.stat_event(&user, "wins", value as f64, session.rng.random());
         let Some(clients) = session.grpc.as_mut() else { return };
         let _in_flight = self.recorder.start(Operation::EndToEnd);
+        let wins = STAT_CODES.iter().position(|c| *c == "wins").unwrap_or_default() as u8;
+        let pending = self.ledger.send(user_index, Source::Stat(wins), i32::try_from(value).ok());
         let sent = Instant::now();
         let deadline = sent + self.request_timeout;
         let mut outcome =
             grpc_outcome(tokio::time::timeout(self.request_timeout, clients.stat.on_message(event)).await);
+        pending.settle(event_fate(&outcome));
         while outcome.error.is_none() {
             match Self::wins_sum(session, user_index, "poll").await {
                 Ok(sum) if sum != baseline => {
@@ -265,6 +280,26 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.recorder.record(Operation::EndToEnd, session.stream, sent, sent, Instant::now(), outcome);
+    }
+}
+
+/// What became of an event, from its call's outcome: `OK` accepted; `INVALID_ARGUMENT` and
+/// `RESOURCE_EXHAUSTED` refused whole (SPEC §5); anything else unknown.
+fn event_fate(outcome: &Outcome) -> Fate {
+    match (outcome.error.is_none(), outcome.status) {
+        (true, _) => Fate::Accepted,
+        (false, 3 | 8) => Fate::Refused,
+        _ => Fate::Unknown,
+    }
+}
+
+/// What became of a claim: 200 succeeded; another answer from the service refused; no answer
+/// or a gateway's (502–504: the grant may have happened) unknown.
+fn claim_fate(outcome: &Outcome) -> Fate {
+    match outcome.status {
+        200 => Fate::Accepted,
+        400..=501 | 505..=599 => Fate::Refused,
+        _ => Fate::Unknown,
     }
 }
 

@@ -96,6 +96,55 @@ fn max_sustainable<'a>(runs: &[&'a RunData], limits: &Limits) -> (Option<&'a Run
     (good, bad)
 }
 
+/// The SUT's books per run: what was audited and what was found.
+fn integrity_section(doc: &mut Doc, runs: &[RunData]) {
+    let audited: Vec<_> = runs.iter().filter_map(|r| r.summary.integrity.as_ref().map(|i| (r, i))).collect();
+    if audited.is_empty() {
+        return;
+    }
+    doc.h2("Integrity");
+    doc.p("After the load, each audited user's goals were read through the API and compared with the events the SUT \
+         accepted (SPEC §1), and the reward mock's grants were counted per goal.");
+    let rows = audited
+        .iter()
+        .map(|(run, i)| {
+            vec![
+                run.level_label(),
+                if i.clean() { "clean".into() } else { "**VIOLATED**".into() },
+                i.users_audited.to_string(),
+                format!("{} ({} unknown)", i.events_accepted, i.events_unknown),
+                i.claims_succeeded.to_string(),
+                i.events_lost.to_string(),
+                i.events_double_applied.to_string(),
+                if i.grants_counted { i.claims_double_granted.to_string() } else { "not counted".into() },
+                if i.grants_counted { i.goals_claimed_without_grant.to_string() } else { "not counted".into() },
+            ]
+        })
+        .collect();
+    doc.table(
+        &[
+            "level",
+            "books",
+            "users",
+            "events accepted",
+            "claims",
+            "events lost",
+            "applied twice",
+            "granted twice",
+            "claimed, no grant",
+        ],
+        rows,
+    );
+    for (run, integrity) in &audited {
+        for example in &integrity.examples {
+            doc.push(Block::Warning(format!("{}: {example}", run.name)));
+        }
+        for note in &integrity.notes {
+            doc.p(format!("{}: {note}", run.name));
+        }
+    }
+}
+
 /// The Performance Baseline Report.
 pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
     let mut doc = Doc::new("Performance Baseline Report");
@@ -131,6 +180,7 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
         &["level", "operation", "target/s", "achieved/s", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped"],
         rows,
     );
+    integrity_section(&mut doc, runs);
     doc.h2("Resources per load level");
     let mut rows = Vec::new();
     for run in runs {

@@ -92,10 +92,18 @@ pub enum MetricBase {
     DbPoolBusy,
     /// The load generator's own CPU use (% of one core).
     LoadgenCpu,
+    /// Accepted events whose effect the audit did not find (`count`).
+    EventsLost,
+    /// Effects beyond what was sent (`count`).
+    EventsDoubleApplied,
+    /// Goals granted more than once (`count`).
+    ClaimsDoubleGranted,
+    /// Goals claimed during the run without a grant (`count`).
+    GoalsClaimedWithoutGrant,
 }
 
 /// Every metric name thresholds know.
-pub const METRIC_NAMES: [(&str, MetricBase); 15] = [
+pub const METRIC_NAMES: [(&str, MetricBase); 19] = [
     ("http_req_duration", MetricBase::HttpReqDuration),
     ("grpc_req_duration", MetricBase::GrpcReqDuration),
     ("latency", MetricBase::Latency),
@@ -111,6 +119,10 @@ pub const METRIC_NAMES: [(&str, MetricBase); 15] = [
     ("e2e_latency", MetricBase::E2eLatency),
     ("db_pool_busy", MetricBase::DbPoolBusy),
     ("loadgen_cpu", MetricBase::LoadgenCpu),
+    ("events_lost", MetricBase::EventsLost),
+    ("events_double_applied", MetricBase::EventsDoubleApplied),
+    ("claims_double_granted", MetricBase::ClaimsDoubleGranted),
+    ("goals_claimed_without_grant", MetricBase::GoalsClaimedWithoutGrant),
 ];
 
 impl MetricBase {
@@ -125,16 +137,26 @@ impl MetricBase {
             MetricBase::HttpReqFailed | MetricBase::GrpcReqFailed | MetricBase::DroppedRatio | MetricBase::Checks => {
                 MetricType::Rate
             }
-            MetricBase::HttpReqs | MetricBase::GrpcReqs | MetricBase::Iterations | MetricBase::DroppedIterations => {
-                MetricType::Counter
-            }
+            MetricBase::HttpReqs
+            | MetricBase::GrpcReqs
+            | MetricBase::Iterations
+            | MetricBase::DroppedIterations
+            | MetricBase::EventsLost
+            | MetricBase::EventsDoubleApplied
+            | MetricBase::ClaimsDoubleGranted
+            | MetricBase::GoalsClaimedWithoutGrant => MetricType::Counter,
             MetricBase::DbPoolBusy | MetricBase::LoadgenCpu => MetricType::Gauge,
         }
     }
 
     fn takes(self, tag: &TagFilter) -> bool {
         match self {
-            MetricBase::DbPoolBusy | MetricBase::LoadgenCpu => false,
+            MetricBase::DbPoolBusy
+            | MetricBase::LoadgenCpu
+            | MetricBase::EventsLost
+            | MetricBase::EventsDoubleApplied
+            | MetricBase::ClaimsDoubleGranted
+            | MetricBase::GoalsClaimedWithoutGrant => false,
             MetricBase::DroppedIterations | MetricBase::DroppedRatio | MetricBase::Iterations => {
                 matches!(tag, TagFilter::Operation(_) | TagFilter::Scenario(_))
             }

@@ -158,6 +158,17 @@ impl MetricSource for Measurements<'_> {
             }
             MetricBase::DbPoolBusy => self.extras.get("db_pool_busy").copied(),
             MetricBase::LoadgenCpu => self.extras.get("loadgen_cpu").copied(),
+            MetricBase::EventsLost
+            | MetricBase::EventsDoubleApplied
+            | MetricBase::ClaimsDoubleGranted
+            | MetricBase::GoalsClaimedWithoutGrant => {
+                let name = crate::threshold::METRIC_NAMES.iter().find(|(_, b)| *b == metric.base)?.0;
+                let count = *self.extras.get(name)?;
+                match aggregation {
+                    Aggregation::Count => Some(count),
+                    _ => self.per_second(count as u64),
+                }
+            }
         }
     }
 }

@@ -148,6 +148,7 @@ pub fn workload(channels: Vec<Channel>) -> Arc<Workload> {
         request_timeout: Duration::from_secs(10),
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(0),
+        ledger: Arc::new(loadgen::integrity::Ledger::new(100, 0)),
     })
 }
 

@@ -20,6 +20,14 @@ use crate::challenges::{Goal, RewardType};
 /// Everything but RFC 3986's unreserved characters is encoded in a path segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
+/// The (namespace, user, goal) a [`grant_key`] names; `None` for another kind of key.
+pub fn parse_grant_key(key: &str) -> Option<(String, String, String)> {
+    let mut parts = key.strip_prefix("claim/")?.split('/');
+    let mut decode = || Some(percent_encoding::percent_decode_str(parts.next()?).decode_utf8().ok()?.into_owned());
+    let parsed = (decode()?, decode()?, decode()?);
+    parts.next().is_none().then_some(parsed)
+}
+
 /// One path segment, percent-encoded; `.` and `..` (which a URL parser resolves as steps up the
 /// path) and the empty segment are refused.
 fn segment(id: &str) -> Result<String, GrantError> {
@@ -215,6 +223,10 @@ mod tests {
             assert!(matches!(segment(id), Err(GrantError::UnsendableId(_))), "{id:?}");
         }
         assert_eq!(grant_key("test", "u/1", "g 1"), "claim/test/u%2F1/g%201");
+        let parsed = parse_grant_key(&grant_key("te/st", "u/1%", "g 1")).unwrap();
+        assert_eq!(parsed, ("te/st".into(), "u/1%".into(), "g 1".into()));
+        assert_eq!(parse_grant_key("other-key"), None);
+        assert_eq!(parse_grant_key("claim/a/b/c/d"), None);
     }
 
     #[test]

@@ -5,5 +5,5 @@
 pub mod client;
 pub mod mock;
 
-pub use client::{GrantError, RetryPolicy, RewardClient};
+pub use client::{GrantError, RetryPolicy, RewardClient, grant_key, parse_grant_key};
 pub use mock::{Latency, MockSettings, MockStats};
