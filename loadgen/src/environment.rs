@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -152,7 +153,7 @@ struct ServiceProcess {
 /// cluster's own clean-up on drop).
 #[derive(Debug)]
 pub struct Provisioned {
-    cluster: PgCluster,
+    cluster: Arc<PgCluster>,
     services: Vec<ServiceProcess>,
     stack: Option<crate::docker::Stack>,
     logs_dir: PathBuf,
@@ -201,7 +202,7 @@ impl Provisioned {
 
         let jwt_secret = format!("{:032x}", rand::random::<u128>());
         let mut env = Self {
-            cluster,
+            cluster: Arc::new(cluster),
             services: Vec::new(),
             stack: None,
             logs_dir: settings.logs_dir.clone(),
@@ -343,6 +344,11 @@ impl Provisioned {
                 Err(fail(format!("not ready within {}s", SERVICE_START_TIMEOUT.as_secs())))
             }
         }
+    }
+
+    /// The PostgreSQL cluster, for faults that stop and start it.
+    pub fn database(&self) -> Arc<PgCluster> {
+        self.cluster.clone()
     }
 
     /// Resolves with a message when any service exits by itself.

@@ -23,6 +23,8 @@
 //! - [`recorder`]: HDR histograms per operation, per run and per second, recorded per thread.
 //! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
 //!   PostgreSQL, `/metrics`, CPU profiles).
+//! - [`faults`]: faults a scenario schedules (the database stopped, the reward mock slowed or
+//!   failing), injected during the load, and each one's verdict (errors meanwhile, recovery).
 //! - [`integrity`]: the SUT's books (goals read through the API, the reward mock's grants)
 //!   against what the harness sent: events lost or applied twice, goals granted twice.
 //! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
@@ -37,6 +39,7 @@ pub mod docker;
 pub mod engine;
 pub mod environment;
 pub mod executor;
+pub mod faults;
 pub mod http;
 pub mod integrity;
 pub mod observe;

@@ -51,9 +51,10 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         tolerance: f64,
     },
-    /// Runs a scenario file.
+    /// Runs a scenario file, or a built-in scenario by name (db-outage, reward-slow,
+    /// reward-failing, scenario1…5).
     Run {
-        /// The scenario file (YAML).
+        /// The scenario file (YAML), or a built-in name.
         file: PathBuf,
         #[command(flatten)]
         args: RunArgs,
@@ -193,7 +194,11 @@ fn main() {
         Command::Scenario3(args) => (scenarios::builtin("scenario3"), args),
         Command::Scenario4(args) => (scenarios::builtin("scenario4"), args),
         Command::Scenario5(args) => (scenarios::builtin("scenario5"), args),
-        Command::Run { file, args } => (Scenario::load(&file), args),
+        // A path that does not exist may name a built-in scenario (`loadgen run db-outage`).
+        Command::Run { file, args } => match file.to_str().filter(|_| !file.exists()).map(scenarios::builtin) {
+            Some(Ok(scenario)) => (Ok(scenario), args),
+            _ => (Scenario::load(&file), args),
+        },
     };
     let plan =
         match scenario.map_err(anyhow::Error::from).and_then(|s| Plan::new(s, &args).map_err(anyhow::Error::from)) {

@@ -349,6 +349,22 @@ impl Plan {
             }
             (Target::External { .. }, None, false) => AuthPlan::MockHeader,
         };
+        if target != Target::SelfProvisioned {
+            if let Some(fault) = scenario.faults.iter().find(|f| f.needs_database()) {
+                return Err(option_error(format!(
+                    "fault {} stops the harness's own PostgreSQL: it needs a provisioned target (no --api-url)",
+                    fault.label()
+                )));
+            }
+            if let Some(fault) =
+                scenario.faults.iter().find(|f| !f.needs_database()).filter(|_| args.reward_mock_url.is_none())
+            {
+                return Err(option_error(format!(
+                    "fault {} changes the reward mock: give its URL with --reward-mock-url",
+                    fault.label()
+                )));
+            }
+        }
         if args.grpc_connections == 0 {
             return Err(option_error("--grpc-connections must be > 0"));
         }

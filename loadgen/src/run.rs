@@ -14,6 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::engine::{self, EngineError, EngineOptions};
 use crate::environment::{Endpoints, EnvironmentError, ProvisionSettings, Provisioned};
+use crate::faults;
 use crate::http::RestTarget;
 use crate::integrity::{Auditor, GrantRow, Integrity, Ledger, Snapshot};
 use crate::observe::postgres::{DatabaseEnd, PgSampler};
@@ -162,6 +163,10 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     };
     info.endpoints = Some(endpoints.clone());
     results.write_json(layout::RUN, &info)?;
+    let faults_controls = faults::Controls {
+        database: environment.as_ref().map(Provisioned::database),
+        reward_mock_url: endpoints.reward_mock_url.clone(),
+    };
 
     let streams = plan.stream_plans();
     let targets = summary::target_rates(&streams);
@@ -204,10 +209,20 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
             profile::take_profiles(services, started, window, dir, stop).await
         })
     });
+    let faults_stop = CancellationToken::new();
+    let injecting = (!plan.scenario.faults.is_empty()).then(|| {
+        let (gate, stop, faults) = (gate.clone(), faults_stop.clone(), plan.scenario.faults.clone());
+        let controls = faults_controls.clone();
+        tokio::spawn(async move {
+            let Some(started) = gate.opened(&stop).await else { return Vec::new() };
+            faults::inject(faults, controls, started, stop).await
+        })
+    });
     let stream_names: Vec<String> = streams.iter().map(|s| s.name.clone()).collect();
     let sampler = tokio::spawn(sample_every_second(
         results,
         Sampling {
+            seconds: Vec::new(),
             recorder: workload.recorder.clone(),
             targets: targets.clone(),
             total: plan.duration(),
@@ -232,7 +247,13 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     .await;
     sampler_done.cancel();
     on_signal.abort();
-    let (results, judge) = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    let (results, judge, seconds) = sampler.await.map_err(|e| std::io::Error::other(e.to_string()))??;
+    faults_stop.cancel();
+    let injected = match injecting {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let fault_verdicts = faults::verdicts(&injected, &seconds);
     let observer = observing.await.map_err(|e| std::io::Error::other(e.to_string()))??;
     let (log, database_end) = finish_observing(observer).await;
     let integrity = match &audit {
@@ -319,6 +340,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         database,
         profiles,
         integrity,
+        faults: fault_verdicts,
     };
     results.write_json(layout::SUMMARY, &summary)?;
     info.outcome = Some(Outcome { error: None, interrupted, shutdown_notes });
@@ -484,6 +506,7 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(1_000_000),
         ledger: Arc::new(Ledger::new(users_count, plan.audit_users)),
+        event_retries: plan.scenario.event_retries,
     });
     let audit = AuditStart::read(plan, &workload, &endpoints).await?;
     Ok((environment, workload, endpoints, audit))
@@ -618,6 +641,8 @@ async fn seed_users(
 
 /// What the per-second sampler works with.
 struct Sampling {
+    /// Each second's totals, for the fault verdicts.
+    seconds: Vec<faults::Second>,
     recorder: Arc<Recorder>,
     targets: BTreeMap<Operation, f64>,
     total: Duration,
@@ -633,8 +658,8 @@ async fn sample_every_second(
     mut sampling: Sampling,
     gate: Arc<engine::StartGate>,
     done: CancellationToken,
-) -> std::io::Result<(ResultsDir, LiveJudge)> {
-    let Some(started) = gate.opened(&done).await else { return Ok((results, sampling.judge)) };
+) -> std::io::Result<(ResultsDir, LiveJudge, Vec<faults::Second>)> {
+    let Some(started) = gate.opened(&done).await else { return Ok((results, sampling.judge, sampling.seconds)) };
     results.set_base_time(SystemTime::now() + started.saturating_duration_since(Instant::now()));
     if !sampling.quiet {
         eprintln!("gauntlet: every virtual user has started; load begins");
@@ -662,6 +687,7 @@ async fn sample_every_second(
         // Only the seconds of the schedule carry a target (the drain after it carries none).
         let live_targets = if second <= scheduled_seconds { sampling.targets.clone() } else { BTreeMap::new() };
         results.write_interval(&interval, &snapshots, &live_targets)?;
+        sampling.seconds.push(second_totals(&snapshots));
         if let Some(which) = sampling.judge.second(&snapshots, interval.length.as_secs_f64()) {
             if !sampling.stop.is_stopped() {
                 eprintln!("gauntlet: threshold {which} failed (abortOnFail); stopping the run");
@@ -675,9 +701,27 @@ async fn sample_every_second(
             );
         }
         if finished || Duration::from_secs(second) > sampling.total + Duration::from_secs(30) {
-            return Ok((results, sampling.judge));
+            return Ok((results, sampling.judge, sampling.seconds));
         }
     }
+}
+
+/// One second's requests, failures and drops over every operation.
+fn second_totals(snapshots: &[crate::recorder::IntervalSnapshot]) -> faults::Second {
+    let mut second = faults::Second::default();
+    for snapshot in snapshots {
+        for (key, series) in &snapshot.series {
+            second.requests += series.requests;
+            if !key.expected {
+                second.errors += series.requests;
+            }
+        }
+        second.dropped += snapshot.arrivals.values().map(|a| a.dropped).sum::<u64>();
+        for (kind, n) in &snapshot.errors_by_kind {
+            *second.errors_by_kind.entry(kind.clone()).or_default() += n;
+        }
+    }
+    second
 }
 
 /// The `/metrics` URLs to scrape: the provisioned services' and those given for an external

@@ -94,6 +94,13 @@ pub struct Scenario {
     /// CPU profiles of the SUT services over the middle of the run (scenario 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<ProfileSpec>,
+    /// Faults injected during the load (`[{at: 20s, kind: db-stop, for: 10s}]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::Fault>,
+    /// Times an event refused as `RESOURCE_EXHAUSTED` or `UNAVAILABLE` is sent again, as the
+    /// platform does (backoff from 100 ms, doubling, within the request timeout).
+    #[serde(default)]
+    pub event_retries: u32,
 }
 
 /// `profile: {duration: 10s}`: flamegraphs of each SUT service over a window of that length
@@ -373,6 +380,9 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&self.seed.completed_fraction) {
             return Err("seed.completed_fraction must be between 0 and 1".into());
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            fault.check(self.load_duration()).map_err(|e| format!("faults[{i}] ({}): {e}", fault.label()))?;
         }
         Ok(())
     }

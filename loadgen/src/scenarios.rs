@@ -1,15 +1,19 @@
-//! The plan's scenarios, embedded so `loadgen scenarioN` works from any folder. The same files
-//! live in `scenarios/` as examples for `loadgen run FILE`.
+//! The plan's scenarios, embedded so `loadgen scenarioN` (and `loadgen run db-outage`, the
+//! failure scenarios) works from any folder. The same files live in `scenarios/` as examples
+//! for `loadgen run FILE`.
 
 use crate::scenario::{Scenario, ScenarioError};
 
 /// Names and texts of the built-in scenarios.
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 8] = [
     ("scenario1", include_str!("../../scenarios/scenario1.yaml")),
     ("scenario2", include_str!("../../scenarios/scenario2.yaml")),
     ("scenario3", include_str!("../../scenarios/scenario3.yaml")),
     ("scenario4", include_str!("../../scenarios/scenario4.yaml")),
     ("scenario5", include_str!("../../scenarios/scenario5.yaml")),
+    ("db-outage", include_str!("../../scenarios/db-outage.yaml")),
+    ("reward-slow", include_str!("../../scenarios/reward-slow.yaml")),
+    ("reward-failing", include_str!("../../scenarios/reward-failing.yaml")),
 ];
 
 /// A built-in scenario by name.
@@ -19,4 +23,19 @@ pub fn builtin(name: &str) -> Result<Scenario, ScenarioError> {
         .find(|(n, _)| *n == name)
         .ok_or_else(|| ScenarioError::Invalid { file: name.into(), message: "no such built-in scenario".into() })?;
     Scenario::parse(&format!("scenarios/{name}.yaml"), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_parses_and_the_failure_ones_schedule_faults() {
+        for (name, _) in BUILTIN {
+            let scenario = builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(scenario.name, name);
+            let failure = matches!(name, "db-outage" | "reward-slow" | "reward-failing");
+            assert_eq!(!scenario.faults.is_empty(), failure, "{name}");
+        }
+    }
 }

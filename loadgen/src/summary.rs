@@ -147,6 +147,9 @@ pub struct Summary {
     /// The SUT's books against what the harness sent (when the run audited them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integrity: Option<crate::integrity::Integrity>,
+    /// Each injected fault: when, how the SUT answered meanwhile, how long it took to recover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::FaultVerdict>,
 }
 
 /// Planned rate per operation: each open stream's average rate split by its operation weights.

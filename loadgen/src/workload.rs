@@ -50,6 +50,44 @@ pub struct Workload {
     pub probe_values: AtomicU64,
     /// What was sent to the audited users and what became of it.
     pub ledger: Arc<Ledger>,
+    /// Times a refused event (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`) is sent again.
+    pub event_retries: u32,
+}
+
+/// The platform's retry of a refused event: up to `left` more attempts, backoff from 100 ms
+/// doubling, all before `deadline`; the event is cloned only while another attempt may follow.
+struct Retry {
+    left: u32,
+    backoff: Duration,
+    deadline: Instant,
+}
+
+impl Retry {
+    fn new(retries: u32, deadline: Instant) -> Self {
+        Self { left: retries, backoff: Duration::from_millis(100), deadline }
+    }
+
+    /// The event to send now.
+    fn take<E: Clone + Default>(&self, event: &mut E) -> E {
+        if self.left > 0 { event.clone() } else { std::mem::take(event) }
+    }
+
+    /// Time left for this attempt.
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// After `outcome`: waits the backoff and says whether to send again.
+    async fn again(&mut self, outcome: &Outcome) -> bool {
+        let refused = matches!(outcome.status, 8 | 14) && outcome.error.is_some();
+        if self.left == 0 || !refused || Instant::now() + self.backoff >= self.deadline {
+            return false;
+        }
+        self.left -= 1;
+        tokio::time::sleep(self.backoff).await;
+        self.backoff *= 2;
+        true
+    }
 }
 
 /// Per-virtual-user state, kept in the goose user's session data.
@@ -180,10 +218,18 @@ impl Workload {
         };
         let Some(clients) = session.grpc.as_mut() else { return };
         let _in_flight = self.recorder.start(Operation::Login);
-        let pending = self.ledger.send(index, Source::Login, None);
         let sent = Instant::now();
-        let result = grpc_outcome(tokio::time::timeout(self.request_timeout, clients.login.on_message(event)).await);
-        pending.settle(event_fate(&result));
+        let mut retry = Retry::new(self.event_retries, sent + self.request_timeout);
+        let mut event = event;
+        let result = loop {
+            let pending = self.ledger.send(index, Source::Login, None);
+            let call = retry.take(&mut event);
+            let result = grpc_outcome(tokio::time::timeout(retry.left(), clients.login.on_message(call)).await);
+            pending.settle(event_fate(&result));
+            if !retry.again(&result).await {
+                break result;
+            }
+        };
         self.recorder.record(Operation::Login, session.stream, intended, sent, Instant::now(), result);
     }
 
@@ -198,10 +244,18 @@ impl Workload {
         let event = self.stat_event(&user, code, value, session.rng.random());
         let Some(clients) = session.grpc.as_mut() else { return };
         let _in_flight = self.recorder.start(Operation::Stat);
-        let pending = self.ledger.send(index, Source::Stat(code_index as u8), Some(i32::from(raw)));
         let sent = Instant::now();
-        let result = grpc_outcome(tokio::time::timeout(self.request_timeout, clients.stat.on_message(event)).await);
-        pending.settle(event_fate(&result));
+        let mut retry = Retry::new(self.event_retries, sent + self.request_timeout);
+        let mut event = event;
+        let result = loop {
+            let pending = self.ledger.send(index, Source::Stat(code_index as u8), Some(i32::from(raw)));
+            let call = retry.take(&mut event);
+            let result = grpc_outcome(tokio::time::timeout(retry.left(), clients.stat.on_message(call)).await);
+            pending.settle(event_fate(&result));
+            if !retry.again(&result).await {
+                break result;
+            }
+        };
         self.recorder.record(Operation::Stat, session.stream, intended, sent, Instant::now(), result);
     }
 

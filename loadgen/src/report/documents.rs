@@ -96,6 +96,45 @@ fn max_sustainable<'a>(runs: &[&'a RunData], limits: &Limits) -> (Option<&'a Run
     (good, bad)
 }
 
+/// Each injected fault: when, how the SUT answered meanwhile, how long it took to recover.
+fn faults_section(doc: &mut Doc, runs: &[RunData]) {
+    let faulted: Vec<_> = runs.iter().filter(|r| !r.summary.faults.is_empty()).collect();
+    if faulted.is_empty() {
+        return;
+    }
+    doc.h2("Faults");
+    doc.p("Faults injected during the load through real means (the database server stopped, the reward mock's \
+         settings changed). Recovery: from the fault's end until three seconds in a row had under 1% errors and \
+         under 1% dropped.");
+    let mut rows = Vec::new();
+    for run in faulted {
+        for verdict in &run.summary.faults {
+            let during = &verdict.during;
+            let mut kinds: Vec<(&String, &u64)> = during.errors_by_kind.iter().collect();
+            kinds.sort_by(|a, b| b.1.cmp(a.1));
+            let kinds: Vec<String> = kinds.iter().take(3).map(|(k, n)| format!("{k} × {n}")).collect();
+            rows.push(vec![
+                run.level_label(),
+                verdict.injected.fault.clone(),
+                format!("{:.1}–{:.1}", verdict.injected.began_s, verdict.injected.ended_s),
+                during.requests.to_string(),
+                format!(
+                    "{} {}",
+                    during.errors,
+                    if kinds.is_empty() { String::new() } else { format!("({})", kinds.join(", ")) }
+                ),
+                during.dropped.to_string(),
+                match (verdict.recovered_after_s, &verdict.injected.error) {
+                    (_, Some(error)) => format!("injection failed: {error}"),
+                    (Some(s), None) => format!("{s:.0} s"),
+                    (None, None) => "**not recovered** before the load ended".into(),
+                },
+            ]);
+        }
+    }
+    doc.table(&["level", "fault", "in effect (s)", "requests", "errors", "dropped", "recovered after"], rows);
+}
+
 /// The SUT's books per run: what was audited and what was found.
 fn integrity_section(doc: &mut Doc, runs: &[RunData]) {
     let audited: Vec<_> = runs.iter().filter_map(|r| r.summary.integrity.as_ref().map(|i| (r, i))).collect();
@@ -180,6 +219,7 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
         &["level", "operation", "target/s", "achieved/s", "p50 ms", "p95 ms", "p99 ms", "errors", "dropped"],
         rows,
     );
+    faults_section(&mut doc, runs);
     integrity_section(&mut doc, runs);
     doc.h2("Resources per load level");
     let mut rows = Vec::new();

@@ -1,0 +1,311 @@
+//! Faults a scenario schedules (`faults: [{at: 20s, kind: db-stop, for: 10s}]`), injected through
+//! real means while the load runs, and the verdict on each: what was injected and when, how the
+//! SUT answered meanwhile, and how long it took to recover once the fault was lifted.
+//!
+//! Kinds:
+//! - `db-stop`: the harness's own PostgreSQL stopped (`pg_ctl stop -m fast`) and started again;
+//! - `reward-latency` (`latency: fixed:4.5s`): the reward mock slowed through its admin endpoint;
+//! - `reward-failure` (`rate: 0.5`, `after_grant: 0.5`): the mock failing that share of grants,
+//!   that share of the failures after granting (the reply lost).
+//!
+//! The mock's settings are read before the first fault and put back as each fault ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sut::pg::PgCluster;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::scenario::duration_text;
+
+/// One scheduled fault, as written in a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// When it begins, from the start of the load.
+    #[serde(with = "duration_text")]
+    pub at: Duration,
+    /// How long it lasts.
+    #[serde(rename = "for", with = "duration_text")]
+    pub lasts: Duration,
+    /// What it is.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// The database server stopped.
+    DbStop,
+    /// The reward mock answers after this latency (`fixed:4.5s`, `uniform:1s..5s`).
+    RewardLatency {
+        /// The latency spec.
+        latency: String,
+    },
+    /// The reward mock fails this share of grants.
+    RewardFailure {
+        /// Share of grant requests that fail, 0–1.
+        rate: f64,
+        /// Share of the failures that strike after granting, 0–1.
+        #[serde(default)]
+        after_grant: f64,
+    },
+}
+
+impl Fault {
+    /// `db-stop at 20s for 10s`.
+    pub fn label(&self) -> String {
+        let what = match &self.kind {
+            FaultKind::DbStop => "db-stop".to_owned(),
+            FaultKind::RewardLatency { latency } => format!("reward-latency {latency}"),
+            FaultKind::RewardFailure { rate, after_grant } => {
+                format!("reward-failure {:.0}% ({:.0}% after granting)", rate * 100.0, after_grant * 100.0)
+            }
+        };
+        format!("{what} at {}s for {}s", self.at.as_secs_f64(), self.lasts.as_secs_f64())
+    }
+
+    /// Checks the fault against a load of `duration`.
+    pub fn check(&self, duration: Duration) -> Result<(), String> {
+        if self.lasts.is_zero() {
+            return Err("`for` must be > 0".into());
+        }
+        if self.at + self.lasts > duration {
+            return Err(format!(
+                "ends at {}s, after the load ({}s)",
+                (self.at + self.lasts).as_secs_f64(),
+                duration.as_secs_f64()
+            ));
+        }
+        match &self.kind {
+            FaultKind::DbStop => Ok(()),
+            FaultKind::RewardLatency { latency } => latency.parse::<sut::reward::Latency>().map(drop),
+            FaultKind::RewardFailure { rate, after_grant } => {
+                if !(0.0..=1.0).contains(rate) || !(0.0..=1.0).contains(after_grant) {
+                    return Err("`rate` and `after_grant` must be between 0 and 1".into());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this fault needs the harness's own database.
+    pub fn needs_database(&self) -> bool {
+        matches!(self.kind, FaultKind::DbStop)
+    }
+}
+
+/// What the injector can act on.
+#[derive(Debug, Clone, Default)]
+pub struct Controls {
+    /// The provisioned PostgreSQL cluster.
+    pub database: Option<Arc<PgCluster>>,
+    /// The reward mock (`http://host:port`).
+    pub reward_mock_url: Option<String>,
+}
+
+/// A fault as it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Injected {
+    /// `db-stop at 20s for 10s`.
+    pub fault: String,
+    /// When it took effect, seconds from the start of the load.
+    pub began_s: f64,
+    /// When it was lifted.
+    pub ended_s: f64,
+    /// Why injecting or lifting it failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Injects `faults` at their times from `start`, each lifted after its duration; a fault still
+/// on when `stop` fires is lifted then.
+pub async fn inject(faults: Vec<Fault>, controls: Controls, start: Instant, stop: CancellationToken) -> Vec<Injected> {
+    let http = reqwest::Client::new();
+    let mock_before = match &controls.reward_mock_url {
+        Some(url) if faults.iter().any(|f| !f.needs_database()) => read_mock(&http, url).await.ok(),
+        _ => None,
+    };
+    let mut order: Vec<Fault> = faults;
+    order.sort_by_key(|f| f.at);
+    let tasks = order.into_iter().map(|fault| {
+        let (controls, http, stop, mock_before) = (controls.clone(), http.clone(), stop.clone(), mock_before.clone());
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(start + fault.at) => {}
+                () = stop.cancelled() => return None,
+            }
+            let began = start.elapsed().as_secs_f64();
+            eprintln!("gauntlet: fault: {} begins", fault.label());
+            let mut error = apply(&fault.kind, &controls, &http).await.err();
+            tokio::select! {
+                () = tokio::time::sleep_until(start + fault.at + fault.lasts) => {}
+                () = stop.cancelled() => {}
+            }
+            if let Err(e) = lift(&fault.kind, &controls, &http, mock_before.as_ref()).await {
+                error.get_or_insert(format!("lifting it: {e}"));
+            }
+            let ended = start.elapsed().as_secs_f64();
+            eprintln!("gauntlet: fault: {} lifted", fault.label());
+            Some(Injected { fault: fault.label(), began_s: began, ended_s: ended, error })
+        }
+    });
+    futures::future::join_all(tasks).await.into_iter().flatten().collect()
+}
+
+async fn apply(kind: &FaultKind, controls: &Controls, http: &reqwest::Client) -> Result<(), String> {
+    match kind {
+        FaultKind::DbStop => {
+            let cluster = controls.database.clone().ok_or("no database of the harness's own to stop")?;
+            tokio::task::spawn_blocking(move || cluster.stop_server())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        }
+        FaultKind::RewardLatency { latency } => set_mock(controls, http, json!({"latency": latency})).await,
+        FaultKind::RewardFailure { rate, after_grant } => {
+            set_mock(controls, http, json!({"failureRate": rate, "failureAfterGrant": after_grant})).await
+        }
+    }
+}
+
+async fn lift(
+    kind: &FaultKind,
+    controls: &Controls,
+    http: &reqwest::Client,
+    mock_before: Option<&serde_json::Value>,
+) -> Result<(), String> {
+    match kind {
+        FaultKind::DbStop => {
+            let cluster = controls.database.clone().ok_or("no database of the harness's own")?;
+            tokio::task::spawn_blocking(move || cluster.start_server())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        }
+        FaultKind::RewardLatency { .. } | FaultKind::RewardFailure { .. } => {
+            let before = mock_before.ok_or("the mock's settings before the fault are unknown")?;
+            set_mock(controls, http, before.clone()).await
+        }
+    }
+}
+
+async fn read_mock(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let response = http.get(format!("{url}/admin/settings")).send().await.map_err(|e| e.to_string())?;
+    response.json().await.map_err(|e| e.to_string())
+}
+
+async fn set_mock(controls: &Controls, http: &reqwest::Client, settings: serde_json::Value) -> Result<(), String> {
+    let url = controls.reward_mock_url.as_deref().ok_or("no reward mock to change (--reward-mock-url)")?;
+    let response =
+        http.put(format!("{url}/admin/settings")).json(&settings).send().await.map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "{url}/admin/settings: HTTP {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// One second of the load, summed over operations (what the verdicts read).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// Requests answered.
+    pub requests: u64,
+    /// Of them, failed.
+    pub errors: u64,
+    /// Arrivals dropped.
+    pub dropped: u64,
+    /// Failures by kind (`HTTP 503`, `gRPC ResourceExhausted`, …).
+    pub errors_by_kind: std::collections::BTreeMap<String, u64>,
+}
+
+/// The verdict on one fault, in `summary.json` and the Baseline report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultVerdict {
+    /// What was injected, and when it took effect and was lifted.
+    pub injected: Injected,
+    /// Requests, failures and drops from its start to its end.
+    pub during: Second,
+    /// Seconds from its end until three seconds in a row had < 1% errors and < 1% dropped;
+    /// `None`: not before the load ended.
+    pub recovered_after_s: Option<f64>,
+}
+
+/// The verdicts on `injected` faults from the load's `seconds` (second n covers n-1..n s).
+pub fn verdicts(injected: &[Injected], seconds: &[Second]) -> Vec<FaultVerdict> {
+    injected
+        .iter()
+        .map(|fault| {
+            let first = fault.began_s.floor() as usize;
+            let last = (fault.ended_s.ceil() as usize).min(seconds.len());
+            let mut during = Second::default();
+            for s in seconds.iter().take(last).skip(first) {
+                during.requests += s.requests;
+                during.errors += s.errors;
+                during.dropped += s.dropped;
+                for (kind, n) in &s.errors_by_kind {
+                    *during.errors_by_kind.entry(kind.clone()).or_default() += n;
+                }
+            }
+            let healthy = |s: &Second| {
+                let total = (s.requests + s.dropped).max(1) as f64;
+                (s.errors as f64) / total < 0.01 && (s.dropped as f64) / total < 0.01
+            };
+            let end = fault.ended_s.ceil() as usize;
+            let recovered_after_s = (end..seconds.len().saturating_sub(2))
+                .find(|&i| seconds[i..i + 3].iter().all(healthy))
+                .map(|i| (i as f64 - fault.ended_s).max(0.0));
+            FaultVerdict { injected: fault.clone(), during, recovered_after_s }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(requests: u64, errors: u64) -> Second {
+        Second { requests, errors, ..Second::default() }
+    }
+
+    #[test]
+    fn faults_parse_from_a_scenario_and_are_checked() {
+        let faults: Vec<Fault> = serde_yaml::from_str(
+            "- {at: 20s, kind: db-stop, for: 10s}\n- {at: 5s, for: 1s, kind: reward-failure, rate: 0.5, after_grant: 0.5}\n- {at: 1s, for: 2s, kind: reward-latency, latency: fixed:4.5s}",
+        )
+        .unwrap();
+        assert_eq!(
+            faults[0],
+            Fault { at: Duration::from_secs(20), lasts: Duration::from_secs(10), kind: FaultKind::DbStop }
+        );
+        assert_eq!(faults[1].label(), "reward-failure 50% (50% after granting) at 5s for 1s");
+        assert!(faults[0].check(Duration::from_secs(30)).is_ok());
+        assert!(faults[0].check(Duration::from_secs(29)).unwrap_err().contains("after the load"));
+        let bad = Fault { kind: FaultKind::RewardLatency { latency: "soon".into() }, ..faults[2].clone() };
+        assert!(bad.check(Duration::from_secs(60)).is_err());
+        assert!(serde_yaml::from_str::<Vec<Fault>>("- {at: 1s, for: 1s, kind: cpu-hog}").is_err());
+    }
+
+    #[test]
+    fn a_verdict_sums_the_fault_and_times_the_recovery() {
+        // Fault from 2.0 s to 4.0 s: seconds 3 and 4 (indices 2, 3) fail; index 4 still does;
+        // from index 5 on, three healthy seconds in a row.
+        let seconds: Vec<Second> = [(10, 0), (10, 0), (10, 8), (10, 10), (10, 5), (10, 0), (10, 0), (10, 0), (10, 0)]
+            .into_iter()
+            .map(|(r, e)| second(r, e))
+            .collect();
+        let fault = Injected { fault: "db-stop".into(), began_s: 2.0, ended_s: 4.0, error: None };
+        let verdict = &verdicts(std::slice::from_ref(&fault), &seconds)[0];
+        assert_eq!((verdict.during.requests, verdict.during.errors), (20, 18));
+        assert_eq!(verdict.recovered_after_s, Some(1.0));
+        let never = verdicts(&[fault], &seconds[..6]);
+        assert_eq!(never[0].recovered_after_s, None, "no three healthy seconds before the end");
+    }
+}
