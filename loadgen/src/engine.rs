@@ -208,7 +208,7 @@ impl Dispatch for StreamDispatch {
     fn due(&mut self, range: Range<u64>) -> bool {
         let mut counts = [0u64; Operation::ALL.len()];
         for index in range {
-            counts[counted_as(self.mix.of(index)) as usize] += 1;
+            counts[OperationKind::counted_as(self.mix.of(index)) as usize] += 1;
         }
         for (op, count) in Operation::ALL.into_iter().zip(counts) {
             if count > 0 {
@@ -247,7 +247,7 @@ impl StreamRuntime {
         let now = Instant::now();
         for index in arrivals {
             let arrival = schedule.arrival(index);
-            let op = counted_as(self.mix.of(index));
+            let op = OperationKind::counted_as(self.mix.of(index));
             let lateness = now.saturating_duration_since(arrival.at);
             self.workload.recorder.record_dropped(op, self.index, lateness, arrival.pool_full);
         }
@@ -268,16 +268,6 @@ impl StreamRuntime {
         if let Some(Some(schedule)) = self.schedule.get() {
             schedule.stop();
         }
-    }
-}
-
-/// The recorder operation an arrival of `kind` is counted under.
-fn counted_as(kind: OperationKind) -> Operation {
-    match kind {
-        OperationKind::GetChallenges | OperationKind::GetThenClaim => Operation::GetChallenges,
-        OperationKind::Login => Operation::Login,
-        OperationKind::Stat => Operation::Stat,
-        OperationKind::EndToEnd => Operation::EndToEnd,
     }
 }
 

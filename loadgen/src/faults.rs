@@ -6,7 +6,9 @@
 //! - `db-stop`: the harness's own PostgreSQL stopped (`pg_ctl stop -m fast`) and started again;
 //! - `reward-latency` (`latency: fixed:4.5s`): the reward mock slowed through its admin endpoint;
 //! - `reward-failure` (`rate: 0.5`, `after_grant: 0.5`): the mock failing that share of grants,
-//!   that share of the failures after granting (the reply lost).
+//!   that share of the failures after granting (the reply lost);
+//! - `load-spike` (`note: 10× the event rate`): nothing is injected, the load itself is the fault
+//!   (a stream's stages climb); the entry marks the window the verdict judges.
 //!
 //! The mock's settings are read before the first fault and put back as each fault ends.
 
@@ -54,6 +56,11 @@ pub enum FaultKind {
         #[serde(default)]
         after_grant: f64,
     },
+    /// The load itself (the stages of a stream) is the fault; nothing is injected.
+    LoadSpike {
+        /// What the load does meanwhile, for the reader.
+        note: String,
+    },
 }
 
 impl Fault {
@@ -65,6 +72,7 @@ impl Fault {
             FaultKind::RewardFailure { rate, after_grant } => {
                 format!("reward-failure {:.0}% ({:.0}% after granting)", rate * 100.0, after_grant * 100.0)
             }
+            FaultKind::LoadSpike { note } => format!("load-spike ({note})"),
         };
         format!("{what} at {}s for {}s", self.at.as_secs_f64(), self.lasts.as_secs_f64())
     }
@@ -82,7 +90,7 @@ impl Fault {
             ));
         }
         match &self.kind {
-            FaultKind::DbStop => Ok(()),
+            FaultKind::DbStop | FaultKind::LoadSpike { .. } => Ok(()),
             FaultKind::RewardLatency { latency } => latency.parse::<sut::reward::Latency>().map(drop),
             FaultKind::RewardFailure { rate, after_grant } => {
                 if !(0.0..=1.0).contains(rate) || !(0.0..=1.0).contains(after_grant) {
@@ -96,6 +104,11 @@ impl Fault {
     /// Whether this fault needs the harness's own database.
     pub fn needs_database(&self) -> bool {
         matches!(self.kind, FaultKind::DbStop)
+    }
+
+    /// Whether this fault changes the reward mock.
+    pub fn needs_mock(&self) -> bool {
+        matches!(self.kind, FaultKind::RewardLatency { .. } | FaultKind::RewardFailure { .. })
     }
 }
 
@@ -127,7 +140,7 @@ pub struct Injected {
 pub async fn inject(faults: Vec<Fault>, controls: Controls, start: Instant, stop: CancellationToken) -> Vec<Injected> {
     let http = reqwest::Client::new();
     let mock_before = match &controls.reward_mock_url {
-        Some(url) if faults.iter().any(|f| !f.needs_database()) => read_mock(&http, url).await.ok(),
+        Some(url) if faults.iter().any(Fault::needs_mock) => read_mock(&http, url).await.ok(),
         _ => None,
     };
     let mut order: Vec<Fault> = faults;
@@ -170,6 +183,7 @@ async fn apply(kind: &FaultKind, controls: &Controls, http: &reqwest::Client) ->
         FaultKind::RewardFailure { rate, after_grant } => {
             set_mock(controls, http, json!({"failureRate": rate, "failureAfterGrant": after_grant})).await
         }
+        FaultKind::LoadSpike { .. } => Ok(()),
     }
 }
 
@@ -191,6 +205,7 @@ async fn lift(
             let before = mock_before.ok_or("the mock's settings before the fault are unknown")?;
             set_mock(controls, http, before.clone()).await
         }
+        FaultKind::LoadSpike { .. } => Ok(()),
     }
 }
 

@@ -378,7 +378,11 @@ impl AuditStart {
         let changes_books = plan.scenario.streams.values().flat_map(|s| s.operations.keys()).any(|op| {
             matches!(
                 op,
-                OperationKind::Login | OperationKind::Stat | OperationKind::EndToEnd | OperationKind::GetThenClaim
+                OperationKind::Login
+                    | OperationKind::Stat
+                    | OperationKind::EndToEnd
+                    | OperationKind::GetThenClaim
+                    | OperationKind::ClaimStampede
             )
         });
         let audited = workload.ledger.audited(workload.users.len());
@@ -460,6 +464,9 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
                 seed(url, &plan.challenges_file, &users, &plan.namespace, plan.scenario.seed.completed_fraction)
                     .await?;
             }
+            if let (Some(claimable), Some(url)) = (&plan.scenario.seed.claimable, &env.endpoints.database_url) {
+                seed_claimable(url, &plan.challenges_file, claimable, &plan.namespace).await?;
+            }
             let endpoints = env.endpoints.clone();
             (Some(env), endpoints, RestAuth::Tokens(Arc::new(minted)))
         }
@@ -495,6 +502,10 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
         .map(|(name, _)| plan.executors[name].pool_size())
         .sum();
     let users_count = users.len();
+    let stampede = match &plan.scenario.seed.claimable {
+        Some(claimable) => Some(stampede_target(&plan.challenges_file, &users, claimable)?),
+        None => None,
+    };
     let workload = Arc::new(Workload {
         users: Arc::new(users),
         reserved_for_probes,
@@ -507,6 +518,7 @@ async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError
         probe_values: AtomicU64::new(1_000_000),
         ledger: Arc::new(Ledger::new(users_count, plan.audit_users)),
         event_retries: plan.scenario.event_retries,
+        stampede,
     });
     let audit = AuditStart::read(plan, &workload, &endpoints).await?;
     Ok((environment, workload, endpoints, audit))
@@ -613,6 +625,58 @@ async fn seed(
     sqlx::query("ANALYZE user_goal_progress").execute(&pool).await.map_err(EnvironmentError::from)?;
     pool.close().await;
     eprintln!("gauntlet: seeded {} completed goals in {:.1}s", rows.rows_affected(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The (user index, challenge, goal) `seed.claimable` names, checked against the fixtures.
+fn stampede_target(
+    challenges: &Path,
+    users: &[String],
+    claimable: &crate::scenario::Claimable,
+) -> Result<(usize, String, String), RunError> {
+    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let user = users
+        .iter()
+        .position(|u| *u == claimable.user)
+        .ok_or_else(|| RunError::Fixture(format!("seed.claimable.user '{}' is not a fixture user", claimable.user)))?;
+    let goal = config.goal(&claimable.goal).ok_or_else(|| {
+        RunError::Fixture(format!("seed.claimable.goal '{}' is not a configured goal", claimable.goal))
+    })?;
+    Ok((user, goal.challenge_id.clone(), goal.id.clone()))
+}
+
+/// Stores `seed.claimable`'s goal as completed for its user (prerequisites too, so it can be
+/// claimed).
+async fn seed_claimable(
+    database_url: &str,
+    challenges: &Path,
+    claimable: &crate::scenario::Claimable,
+    namespace: &str,
+) -> Result<(), RunError> {
+    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let goal = config.goal(&claimable.goal).ok_or_else(|| {
+        RunError::Fixture(format!("seed.claimable.goal '{}' is not a configured goal", claimable.goal))
+    })?;
+    let goals: Vec<&sut::challenges::Goal> =
+        std::iter::once(goal).chain(goal.prerequisites.iter().filter_map(|p| config.goal(p))).collect();
+    let pool = sqlx::PgPool::connect(database_url).await.map_err(EnvironmentError::from)?;
+    for goal in goals {
+        sqlx::query(
+            "INSERT INTO user_goal_progress (user_id, goal_id, challenge_id, namespace, progress, status, completed_at) \
+             VALUES ($1, $2, $3, $4, $5, 'completed', now() AT TIME ZONE 'utc') \
+             ON CONFLICT (user_id, goal_id) DO UPDATE SET status = 'completed', progress = EXCLUDED.progress, \
+             completed_at = EXCLUDED.completed_at, claimed_at = NULL",
+        )
+        .bind(&claimable.user)
+        .bind(&goal.id)
+        .bind(&goal.challenge_id)
+        .bind(namespace)
+        .bind(goal.target_value)
+        .execute(&pool)
+        .await
+        .map_err(EnvironmentError::from)?;
+    }
+    pool.close().await;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::executor::{Executor, Stage};
+use crate::recorder::Operation;
 use crate::threshold::ThresholdExpr;
 
 /// Why a scenario file was refused.
@@ -46,12 +47,38 @@ pub enum OperationKind {
     Stat,
     /// A stat event followed by polling the API until its effect is visible (scenario 5).
     EndToEnd,
+    /// A claim of the one goal `seed.claimable` names, for its user: many at once, exactly one
+    /// may succeed (claim-stampede).
+    ClaimStampede,
 }
 
 impl OperationKind {
     /// True for operations that go through the REST API.
     pub fn is_rest(self) -> bool {
-        matches!(self, OperationKind::GetChallenges | OperationKind::GetThenClaim)
+        matches!(self, OperationKind::GetChallenges | OperationKind::GetThenClaim | OperationKind::ClaimStampede)
+    }
+
+    /// The recorder operation an arrival of this kind is counted (scheduled, dropped) under.
+    pub fn counted_as(self) -> Operation {
+        match self {
+            OperationKind::GetChallenges | OperationKind::GetThenClaim => Operation::GetChallenges,
+            OperationKind::Login => Operation::Login,
+            OperationKind::Stat => Operation::Stat,
+            OperationKind::EndToEnd => Operation::EndToEnd,
+            OperationKind::ClaimStampede => Operation::Claim,
+        }
+    }
+
+    /// Every recorder operation an arrival of this kind may record.
+    pub fn records(self) -> &'static [Operation] {
+        match self {
+            OperationKind::GetThenClaim => &[Operation::GetChallenges, Operation::Claim],
+            OperationKind::GetChallenges => &[Operation::GetChallenges],
+            OperationKind::Login => &[Operation::Login],
+            OperationKind::Stat => &[Operation::Stat],
+            OperationKind::EndToEnd => &[Operation::EndToEnd],
+            OperationKind::ClaimStampede => &[Operation::Claim],
+        }
     }
 
     /// True for operations that call the event handler.
@@ -118,13 +145,26 @@ fn de_profile_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
 }
 
 /// Seeding of a self-provisioned database.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     /// Fraction (0–1) of each fixture user's goals stored as completed, so claims can succeed
     /// without an event stream.
     #[serde(default)]
     pub completed_fraction: f64,
+    /// One goal stored as completed for one user: what `claim_stampede` claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimable: Option<Claimable>,
+}
+
+/// `claimable: {user: user-000001, goal: challenge-001-goal-01}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claimable {
+    /// The fixture user's id.
+    pub user: String,
+    /// The goal's id.
+    pub goal: String,
 }
 
 /// One stream of load, as written: the executor's fields are checked together by
@@ -380,6 +420,10 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&self.seed.completed_fraction) {
             return Err("seed.completed_fraction must be between 0 and 1".into());
+        }
+        let stampede = self.streams.values().any(|s| s.operations.contains_key(&OperationKind::ClaimStampede));
+        if stampede && self.seed.claimable.is_none() {
+            return Err("operation claim_stampede claims seed.claimable: give it ({user: ..., goal: ...})".into());
         }
         for (i, fault) in self.faults.iter().enumerate() {
             fault.check(self.load_duration()).map_err(|e| format!("faults[{i}] ({}): {e}", fault.label()))?;

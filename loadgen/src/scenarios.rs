@@ -5,7 +5,7 @@
 use crate::scenario::{Scenario, ScenarioError};
 
 /// Names and texts of the built-in scenarios.
-pub const BUILTIN: [(&str, &str); 8] = [
+pub const BUILTIN: [(&str, &str); 10] = [
     ("scenario1", include_str!("../../scenarios/scenario1.yaml")),
     ("scenario2", include_str!("../../scenarios/scenario2.yaml")),
     ("scenario3", include_str!("../../scenarios/scenario3.yaml")),
@@ -14,6 +14,8 @@ pub const BUILTIN: [(&str, &str); 8] = [
     ("db-outage", include_str!("../../scenarios/db-outage.yaml")),
     ("reward-slow", include_str!("../../scenarios/reward-slow.yaml")),
     ("reward-failing", include_str!("../../scenarios/reward-failing.yaml")),
+    ("overload", include_str!("../../scenarios/overload.yaml")),
+    ("claim-stampede", include_str!("../../scenarios/claim-stampede.yaml")),
 ];
 
 /// A built-in scenario by name.
@@ -34,8 +36,8 @@ mod tests {
         for (name, _) in BUILTIN {
             let scenario = builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(scenario.name, name);
-            let failure = matches!(name, "db-outage" | "reward-slow" | "reward-failing");
-            assert_eq!(!scenario.faults.is_empty(), failure, "{name}");
+            let faults = matches!(name, "db-outage" | "reward-slow" | "reward-failing" | "overload");
+            assert_eq!(!scenario.faults.is_empty(), faults, "{name}");
         }
     }
 }

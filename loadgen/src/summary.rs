@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::engine::StreamPlan;
 use crate::observe::digest::{Database, Resources, SeriesStats};
 use crate::recorder::{Operation, OperationTotals};
-use crate::scenario::OperationKind;
 use crate::threshold::ThresholdResult;
 
 /// Percentiles in milliseconds.
@@ -165,13 +164,7 @@ pub fn target_rates(streams: &[StreamPlan]) -> BTreeMap<Operation, f64> {
         let total: u32 = stream.operations.values().sum();
         for (kind, weight) in &stream.operations {
             let share = rate * f64::from(*weight) / f64::from(total.max(1));
-            let op = match kind {
-                OperationKind::GetChallenges | OperationKind::GetThenClaim => Operation::GetChallenges,
-                OperationKind::Login => Operation::Login,
-                OperationKind::Stat => Operation::Stat,
-                OperationKind::EndToEnd => Operation::EndToEnd,
-            };
-            *targets.entry(op).or_default() += share;
+            *targets.entry(kind.counted_as()).or_default() += share;
         }
     }
     targets
@@ -179,17 +172,8 @@ pub fn target_rates(streams: &[StreamPlan]) -> BTreeMap<Operation, f64> {
 
 /// Operations a plan exercises.
 pub fn used_operations(streams: &[StreamPlan]) -> Vec<Operation> {
-    let mut ops: Vec<Operation> = streams
-        .iter()
-        .flat_map(|s| s.operations.keys())
-        .flat_map(|kind| match kind {
-            OperationKind::GetChallenges => vec![Operation::GetChallenges],
-            OperationKind::GetThenClaim => vec![Operation::GetChallenges, Operation::Claim],
-            OperationKind::Login => vec![Operation::Login],
-            OperationKind::Stat => vec![Operation::Stat],
-            OperationKind::EndToEnd => vec![Operation::EndToEnd],
-        })
-        .collect();
+    let mut ops: Vec<Operation> =
+        streams.iter().flat_map(|s| s.operations.keys()).flat_map(|kind| kind.records().iter().copied()).collect();
     ops.sort();
     ops.dedup();
     ops

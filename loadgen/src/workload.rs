@@ -52,6 +52,8 @@ pub struct Workload {
     pub ledger: Arc<Ledger>,
     /// Times a refused event (`RESOURCE_EXHAUSTED`, `UNAVAILABLE`) is sent again.
     pub event_retries: u32,
+    /// What `claim_stampede` claims: (user index, challenge id, goal id).
+    pub stampede: Option<(usize, String, String)>,
 }
 
 /// The platform's retry of a refused event: up to `left` more attempts, backoff from 100 ms
@@ -140,6 +142,7 @@ impl Workload {
             OperationKind::Login => self.run_login(session, intended).await,
             OperationKind::Stat => self.run_stat(session, intended).await,
             OperationKind::EndToEnd => self.run_end_to_end(session, intended).await,
+            OperationKind::ClaimStampede => self.run_claim_stampede(session, intended).await,
         }
     }
 
@@ -195,6 +198,26 @@ impl Workload {
         self.ledger.claimed(user, goal, claim_fate(&outcome));
         // A follow-up request is due when the GET returned: its latency is its service time.
         self.recorder.record(Operation::Claim, session.stream, sent, sent, Instant::now(), outcome);
+    }
+
+    /// A claim of the one goal the scenario names for its user, measured from `intended`.
+    pub async fn run_claim_stampede(&self, session: &mut Session, intended: Instant) {
+        let Some((user, challenge, goal)) = &self.stampede else { return };
+        let Some(rest) = session.rest.as_mut() else { return };
+        let _in_flight = self.recorder.start(Operation::Claim);
+        let sent = Instant::now();
+        let result = match rest.target().claim(challenge, goal) {
+            Ok(uri) => rest.send(Method::POST, uri, *user, Keep::Nothing).await,
+            Err(outcome) => Err(outcome),
+        };
+        let outcome = match result {
+            // Exactly one claim may succeed: the others' 409 is the expected answer.
+            Ok(reply) if reply.status == 200 || reply.status == 409 => Outcome::ok(reply.status.into()),
+            Ok(reply) => http_failure(reply.status),
+            Err(outcome) => outcome,
+        };
+        self.ledger.claimed(*user, goal, claim_fate(&outcome));
+        self.recorder.record(Operation::Claim, session.stream, intended, sent, Instant::now(), outcome);
     }
 
     /// `OnMessage(UserLoggedIn)` for a random user.

@@ -62,3 +62,20 @@ fn a_database_fault_needs_a_provisioned_target_and_a_mock_fault_the_mock() {
     let error = Plan::new(scenario, &external).unwrap_err().to_string();
     assert!(error.contains("--reward-mock-url"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_stampede_gives_exactly_one_200_and_one_grant() {
+    let out = tempfile::tempdir().unwrap();
+    let scenario = loadgen::scenarios::builtin("claim-stampede").unwrap();
+    let args = RunArgs { rps: None, eps: None, ..args(out.path()) };
+    let plan = Plan::new(scenario, &args).unwrap();
+    let output = loadgen::run::execute(plan).await.expect("the run completes");
+    let claims = &output.summary.operations["POST claim"];
+    assert_eq!((claims.requests, claims.dropped), (1_000, 0), "{claims:#?}");
+    for threshold in &output.summary.thresholds {
+        assert!(threshold.passed, "{threshold:?}");
+    }
+    let integrity = output.summary.integrity.clone().expect("audited");
+    assert!(integrity.clean() && integrity.grants_counted, "{integrity:#?}");
+    assert_eq!(integrity.claims_succeeded, 1, "{integrity:#?}");
+}

@@ -150,6 +150,7 @@ pub fn workload(channels: Vec<Channel>) -> Arc<Workload> {
         probe_values: AtomicU64::new(0),
         ledger: Arc::new(loadgen::integrity::Ledger::new(100, 0)),
         event_retries: 0,
+        stampede: None,
     })
 }
 
