@@ -228,7 +228,13 @@ impl StreamRuntime {
     fn schedule(&self, started: Instant) -> Option<&ArrivalSchedule> {
         self.schedule
             .get_or_init(|| {
-                self.executor.rate_curve().map(|curve| {
+                self.executor.arrival_curve(u64::from(self.index)).map(|curve| {
+                    // The plan checked the Poisson arrivals' count; should it fail here, arrivals
+                    // fall evenly.
+                    let curve = curve.unwrap_or_else(|why| {
+                        eprintln!("gauntlet: {why}; arrivals fall evenly");
+                        self.executor.rate_curve().expect("an arrival curve has a rate curve")
+                    });
                     let owner = StreamDispatch {
                         stream: self.index,
                         mix: self.mix.clone(),

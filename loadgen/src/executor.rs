@@ -5,11 +5,12 @@
 //! [`ArrivalSchedule`](crate::arrivals::ArrivalSchedule) releases arrivals at their intended
 //! times; latency is measured from that time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::scenario::{ExecutorKind, MaxVus, Stream, duration_text};
+use crate::scenario::{ArrivalProcess, ExecutorKind, MaxVus, Stream, duration_text};
 
 /// The most virtual users `max_vus: auto` allocates. An idle user costs about 11 KB and no CPU
 /// (measured: 25 MiB peak RSS with 10 users, 78 MiB with 5,000), and a stream opens only as
@@ -61,6 +62,9 @@ pub enum Executor {
         pre_allocated_vus: u32,
         /// Most iterations in flight.
         max_vus: u32,
+        /// Arrivals as a Poisson process of the rate, rather than evenly spaced.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        poisson: bool,
     },
     /// A piecewise-linear arrival rate.
     RampingArrivalRate {
@@ -72,6 +76,9 @@ pub enum Executor {
         pre_allocated_vus: u32,
         /// Most iterations in flight.
         max_vus: u32,
+        /// Arrivals as a Poisson process of the rate, rather than evenly spaced.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        poisson: bool,
     },
     /// `vus` looping users for `duration`.
     ConstantVus {
@@ -96,6 +103,12 @@ impl Executor {
         let mut executor = Self::from_fields(s, duration)?;
         if s.max_vus == Some(MaxVus::Auto) {
             executor.size_pool(latency_limit)?;
+        }
+        let expected = executor.rate_curve().map_or(0, |c| c.total_arrivals());
+        if s.arrivals == Some(ArrivalProcess::Poisson) && expected > MAX_POISSON_ARRIVALS * 9 / 10 {
+            return Err(format!(
+                "arrivals: poisson takes at most about {MAX_POISSON_ARRIVALS} arrivals; this stream has {expected}"
+            ));
         }
         Ok(executor)
     }
@@ -132,6 +145,10 @@ impl Executor {
                 None => Ok(()),
             }
         };
+        let poisson = s.arrivals == Some(ArrivalProcess::Poisson);
+        if poisson && !matches!(s.executor, ExecutorKind::ConstantArrivalRate | ExecutorKind::RampingArrivalRate) {
+            return Err("arrivals: poisson applies to the arrival-rate executors".into());
+        }
         match s.executor {
             ExecutorKind::ConstantArrivalRate => {
                 unexpected(&[
@@ -141,7 +158,7 @@ impl Executor {
                 ])?;
                 let rate = s.rate.ok_or("constant-arrival-rate needs rate")?.0 * per_second;
                 let (pre_allocated_vus, max_vus) = pool("constant-arrival-rate")?;
-                Ok(Executor::ConstantArrivalRate { rate, duration, pre_allocated_vus, max_vus })
+                Ok(Executor::ConstantArrivalRate { rate, duration, pre_allocated_vus, max_vus, poisson })
             }
             ExecutorKind::RampingArrivalRate => {
                 unexpected(&[("rate", s.rate.is_some()), ("vus", s.vus.is_some())])?;
@@ -151,7 +168,7 @@ impl Executor {
                     .map(|st| Stage { target: st.target * per_second, ..st })
                     .collect();
                 let start_rate = s.start_rate.map_or(0.0, |r| r.0) * per_second;
-                Ok(Executor::RampingArrivalRate { start_rate, stages, pre_allocated_vus, max_vus })
+                Ok(Executor::RampingArrivalRate { start_rate, stages, pre_allocated_vus, max_vus, poisson })
             }
             ExecutorKind::ConstantVus => {
                 unexpected(&[
@@ -206,6 +223,17 @@ impl Executor {
             Executor::RampingArrivalRate { start_rate, stages, .. } => Some(RateCurve::new(*start_rate, stages)),
             _ => None,
         }
+    }
+
+    /// The curve the arrivals follow: the rate curve, its arrivals a Poisson process (seeded by
+    /// `seed`, e.g. the stream's position) when the stream asks for one.
+    pub fn arrival_curve(&self, seed: u64) -> Option<Result<RateCurve, String>> {
+        let curve = self.rate_curve()?;
+        let poisson = matches!(
+            self,
+            Executor::ConstantArrivalRate { poisson: true, .. } | Executor::RampingArrivalRate { poisson: true, .. }
+        );
+        Some(if poisson { curve.poisson(0x5EED_0000 ^ seed) } else { Ok(curve) })
     }
 
     /// Target arrivals per second at `t` (open model), or None.
@@ -280,9 +308,67 @@ impl Executor {
 }
 
 /// A piecewise-linear rate over time, and the inverse of its integral (when arrival `i` is due).
+///
+/// Arrivals fall evenly (arrival `i` where the integral reaches `i`), or, with
+/// [`poisson`](RateCurve::poisson), as a Poisson process of that rate: arrival `i` where the
+/// integral reaches the `i`-th point of a unit-rate Poisson process (exponential gaps from a
+/// seeded hash, so a run is repeatable and any arrival's time can be computed on its own).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateCurve {
     segments: Vec<Segment>,
+    poisson: Option<Arc<PoissonPoints>>,
+}
+
+/// The points of a unit-rate Poisson process up to a limit: every 64th point's position kept,
+/// the ones between recomputed from their gaps.
+#[derive(Debug, PartialEq)]
+struct PoissonPoints {
+    seed: u64,
+    every_64th: Vec<f64>,
+    count: u64,
+}
+
+/// At most this many Poisson arrivals per stream (their index costs 8 bytes per 64).
+pub const MAX_POISSON_ARRIVALS: u64 = 200_000_000;
+
+impl PoissonPoints {
+    /// Gap `k`: an exponential variate of mean 1 from a hash of (seed, k).
+    fn gap(seed: u64, k: u64) -> f64 {
+        let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let uniform = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        -uniform.ln()
+    }
+
+    fn new(seed: u64, limit: f64) -> Result<Self, String> {
+        let mut every_64th = Vec::new();
+        let (mut at, mut k) = (0.0, 0u64);
+        loop {
+            at += Self::gap(seed, k);
+            if at > limit {
+                break;
+            }
+            if k % 64 == 0 {
+                every_64th.push(at);
+            }
+            k += 1;
+            if k > MAX_POISSON_ARRIVALS {
+                return Err(format!("arrivals: poisson takes at most {MAX_POISSON_ARRIVALS} arrivals per stream"));
+            }
+        }
+        Ok(Self { seed, every_64th, count: k })
+    }
+
+    fn point(&self, i: u64) -> f64 {
+        let block = (i / 64) as usize;
+        let mut at = self.every_64th[block];
+        for k in (block as u64 * 64 + 1)..=i {
+            at += Self::gap(self.seed, k);
+        }
+        at
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -306,7 +392,14 @@ impl RateCurve {
             at += length;
             from = stage.target;
         }
-        Self { segments }
+        Self { segments, poisson: None }
+    }
+
+    /// The same rate, its arrivals a Poisson process (seeded by `seed`).
+    pub fn poisson(self, seed: u64) -> Result<Self, String> {
+        let limit = self.segments.last().map_or(0.0, |s| s.arrivals_before + (s.from + s.to) / 2.0 * s.length);
+        let points = PoissonPoints::new(seed, limit)?;
+        Ok(Self { poisson: Some(Arc::new(points)), ..self })
     }
 
     /// The rate at `t` (0 after the end).
@@ -318,8 +411,11 @@ impl RateCurve {
             .map_or(0.0, |s| s.from + (s.to - s.from) * (t - s.start) / s.length)
     }
 
-    /// Arrivals in the whole curve (the integral, rounded down).
+    /// Arrivals in the whole curve (the integral, rounded down; a Poisson curve's own count).
     pub fn total_arrivals(&self) -> u64 {
+        if let Some(points) = &self.poisson {
+            return points.count;
+        }
         self.segments.last().map_or(0, |s| (s.arrivals_before + (s.from + s.to) / 2.0 * s.length + 1e-9).floor() as u64)
     }
 
@@ -337,10 +433,19 @@ impl RateCurve {
         total
     }
 
-    /// When arrival `i` (0-based) is due: the time at which the integral reaches `i`.
+    /// When arrival `i` (0-based) is due: the time at which the integral reaches `i` (or the
+    /// `i`-th Poisson point).
     pub fn time_of(&self, i: u64) -> Option<Duration> {
-        let i = i as f64;
-        let segment = self.segments.iter().find(|s| i < s.arrivals_before + (s.from + s.to) / 2.0 * s.length - 1e-9)?;
+        let i = match &self.poisson {
+            Some(points) if i >= points.count => return None,
+            Some(points) => points.point(i),
+            None => i as f64,
+        };
+        let segment = self
+            .segments
+            .iter()
+            .find(|s| i < s.arrivals_before + (s.from + s.to) / 2.0 * s.length - 1e-9)
+            .or_else(|| self.segments.last().filter(|_| self.poisson.is_some()))?;
         let x = i - segment.arrivals_before;
         let a = (segment.to - segment.from) / (2.0 * segment.length);
         let b = segment.from;
@@ -355,6 +460,31 @@ mod tests {
 
     fn stage(target: f64, secs: u64) -> Stage {
         Stage { target, duration: Duration::from_secs(secs) }
+    }
+
+    #[test]
+    fn poisson_arrivals_keep_the_rate_with_exponential_gaps_and_repeat_with_the_seed() {
+        let even = RateCurve::new(1000.0, &[stage(1000.0, 100)]);
+        let curve = even.clone().poisson(7).unwrap();
+        let n = curve.total_arrivals();
+        // 100,000 expected; a Poisson count's standard deviation is about 316.
+        assert!((n as f64 - 100_000.0).abs() < 1_500.0, "{n}");
+        let times: Vec<f64> = (0..n).map(|i| curve.time_of(i).unwrap().as_secs_f64()).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "due times rise");
+        assert_eq!(curve.time_of(n), None);
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 0.001).abs() < 0.00005, "mean gap {mean}");
+        // Exponential: the standard deviation equals the mean (an even spacing has none).
+        assert!((var.sqrt() / mean - 1.0).abs() < 0.05, "cv {}", var.sqrt() / mean);
+        let short = gaps.iter().filter(|g| **g < 0.001 * 0.1).count() as f64 / gaps.len() as f64;
+        assert!((short - (1.0 - (-0.1f64).exp())).abs() < 0.01, "P(gap < mean/10) = {short}");
+        assert_eq!(even.poisson(7).unwrap().time_of(12_345), curve.time_of(12_345), "the seed repeats the run");
+        let ramp = RateCurve::new(0.0, &[stage(2000.0, 10)]).poisson(1).unwrap();
+        let first_half = (0..ramp.total_arrivals()).filter(|i| ramp.time_of(*i).unwrap().as_secs_f64() < 5.0).count();
+        // A ramp from 0: a quarter of the arrivals in the first half.
+        assert!((first_half as f64 / ramp.total_arrivals() as f64 - 0.25).abs() < 0.02, "{first_half}");
     }
 
     #[test]

@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, default_value_t = 20.0)]
         tolerance: f64,
     },
+    /// Draws a scenario's offered load (arrivals per second of each stream, as the engine will
+    /// release them) into an SVG file, without running anything.
+    Offered {
+        /// The scenario file (YAML), or a built-in name.
+        scenario: PathBuf,
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Runs a scenario file, or a built-in scenario by name (db-outage, reward-slow,
     /// reward-failing, scenario1…5).
     Run {
@@ -189,16 +198,22 @@ fn main() {
             Ok(code) => std::process::exit(code),
             Err(e) => fail(&e),
         },
+        Command::Offered { scenario, out } => {
+            let drawn = scenario_named(&scenario)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| loadgen::report::offered::offered_load_chart(&s).map_err(anyhow::Error::msg))
+                .and_then(|svg| std::fs::write(&out, svg).map_err(|e| anyhow::anyhow!("{}: {e}", out.display())));
+            match drawn {
+                Ok(()) => std::process::exit(EXIT_PASSED),
+                Err(e) => fail(&e),
+            }
+        }
         Command::Scenario1(args) => (scenarios::builtin("scenario1"), args),
         Command::Scenario2(args) => (scenarios::builtin("scenario2"), args),
         Command::Scenario3(args) => (scenarios::builtin("scenario3"), args),
         Command::Scenario4(args) => (scenarios::builtin("scenario4"), args),
         Command::Scenario5(args) => (scenarios::builtin("scenario5"), args),
-        // A path that does not exist may name a built-in scenario (`loadgen run db-outage`).
-        Command::Run { file, args } => match file.to_str().filter(|_| !file.exists()).map(scenarios::builtin) {
-            Some(Ok(scenario)) => (Ok(scenario), args),
-            _ => (Scenario::load(&file), args),
-        },
+        Command::Run { file, args } => (scenario_named(&file), args),
     };
     let plan =
         match scenario.map_err(anyhow::Error::from).and_then(|s| Plan::new(s, &args).map_err(anyhow::Error::from)) {
@@ -229,6 +244,15 @@ fn main() {
             std::process::exit(EXIT_INTERRUPTED);
         }
         Err(e) => fail(&e.into()),
+    }
+}
+
+/// A scenario file, or, where no such file exists, a built-in scenario of that name
+/// (`loadgen run db-outage`).
+fn scenario_named(file: &std::path::Path) -> Result<Scenario, loadgen::scenario::ScenarioError> {
+    match file.to_str().filter(|_| !file.exists()).map(scenarios::builtin) {
+        Some(Ok(scenario)) => Ok(scenario),
+        _ => Scenario::load(file),
     }
 }
 

@@ -199,9 +199,23 @@ pub struct Stream {
     /// (the peak rate × the stream's latency limit, see [`crate::executor::auto_pool`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_vus: Option<MaxVus>,
+    /// How arrivals fall within the rate (arrival-rate executors): `even` (default) or
+    /// `poisson` (independent arrivals, exponential gaps: a rush of players).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrivals: Option<ArrivalProcess>,
     /// Operations and their weights.
     #[serde(deserialize_with = "operations")]
     pub operations: BTreeMap<OperationKind, u32>,
+}
+
+/// How an arrival-rate stream's arrivals fall within its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrivalProcess {
+    /// Evenly spaced (k6's behaviour).
+    Even,
+    /// A Poisson process of the rate.
+    Poisson,
 }
 
 /// `max_vus`: a number of virtual users, or `auto`.

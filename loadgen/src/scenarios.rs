@@ -5,7 +5,7 @@
 use crate::scenario::{Scenario, ScenarioError};
 
 /// Names and texts of the built-in scenarios.
-pub const BUILTIN: [(&str, &str); 10] = [
+pub const BUILTIN: [(&str, &str); 12] = [
     ("scenario1", include_str!("../../scenarios/scenario1.yaml")),
     ("scenario2", include_str!("../../scenarios/scenario2.yaml")),
     ("scenario3", include_str!("../../scenarios/scenario3.yaml")),
@@ -16,6 +16,8 @@ pub const BUILTIN: [(&str, &str); 10] = [
     ("reward-failing", include_str!("../../scenarios/reward-failing.yaml")),
     ("overload", include_str!("../../scenarios/overload.yaml")),
     ("claim-stampede", include_str!("../../scenarios/claim-stampede.yaml")),
+    ("login-rush", include_str!("../../scenarios/login-rush.yaml")),
+    ("daily-curve", include_str!("../../scenarios/daily-curve.yaml")),
 ];
 
 /// A built-in scenario by name.

@@ -20,6 +20,9 @@ const SHIPPED: &[&str] = &[
     include_str!("../../scenarios/scenario3.yaml"),
     include_str!("../../scenarios/scenario4.yaml"),
     include_str!("../../scenarios/scenario5.yaml"),
+    include_str!("../../scenarios/db-outage.yaml"),
+    include_str!("../../scenarios/login-rush.yaml"),
+    include_str!("../../scenarios/claim-stampede.yaml"),
 ];
 
 fn word() -> impl Strategy<Value = String> {

@@ -16,6 +16,7 @@ pub mod compare;
 pub mod data;
 pub mod doc;
 pub mod documents;
+pub mod offered;
 pub mod settings;
 
 use std::path::{Path, PathBuf};

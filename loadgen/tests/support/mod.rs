@@ -155,7 +155,13 @@ pub fn workload(channels: Vec<Channel>) -> Arc<Workload> {
 }
 
 pub fn constant(rate: f64, seconds: u64, max_vus: u32) -> Executor {
-    Executor::ConstantArrivalRate { rate, duration: Duration::from_secs(seconds), pre_allocated_vus: max_vus, max_vus }
+    Executor::ConstantArrivalRate {
+        rate,
+        duration: Duration::from_secs(seconds),
+        pre_allocated_vus: max_vus,
+        max_vus,
+        poisson: false,
+    }
 }
 
 /// Runs one stream of `op` and returns the engine's outcome and the operation's totals.
