@@ -329,8 +329,8 @@ impl Plan {
         let needs_rest = scenario
             .streams
             .values()
-            .any(|s| s.operations.keys().any(|o| o.is_rest() || *o == OperationKind::EndToEnd));
-        let needs_grpc = scenario.streams.values().any(|s| s.is_grpc());
+            .any(|s| s.operations.keys().any(|o| o.is_rest() || o.is_mixed() || *o == OperationKind::EndToEnd));
+        let needs_grpc = scenario.streams.values().any(|s| s.is_grpc() || s.operations.keys().any(|o| o.is_mixed()));
         let target = target(args, needs_rest, needs_grpc)?;
         let auth = match (&target, &args.tokens, args.mock_auth) {
             (Target::SelfProvisioned, None, false) => AuthPlan::MintedJwt,

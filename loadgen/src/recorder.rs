@@ -26,12 +26,20 @@ pub enum Operation {
     Stat,
     /// From a stat event's send to its effect in the API.
     EndToEnd,
+    /// A player's whole session (its steps are recorded under their own operations too).
+    Session,
 }
 
 impl Operation {
     /// Every operation, in report order.
-    pub const ALL: [Operation; 5] =
-        [Operation::GetChallenges, Operation::Claim, Operation::Login, Operation::Stat, Operation::EndToEnd];
+    pub const ALL: [Operation; 6] = [
+        Operation::GetChallenges,
+        Operation::Claim,
+        Operation::Login,
+        Operation::Stat,
+        Operation::EndToEnd,
+        Operation::Session,
+    ];
 
     /// The name in results, reports and threshold filters.
     pub fn name(self) -> &'static str {
@@ -41,6 +49,7 @@ impl Operation {
             Operation::Login => "OnMessage login",
             Operation::Stat => "OnMessage stat",
             Operation::EndToEnd => "E2E stat to API",
+            Operation::Session => "session",
         }
     }
 
@@ -52,6 +61,7 @@ impl Operation {
             Operation::Login => "onmessage-login",
             Operation::Stat => "onmessage-stat",
             Operation::EndToEnd => "e2e",
+            Operation::Session => "session",
         }
     }
 
@@ -74,6 +84,7 @@ impl Operation {
             Operation::Stat | Operation::EndToEnd => {
                 "accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage"
             }
+            Operation::Session => "session",
         }
     }
 

@@ -383,6 +383,8 @@ impl AuditStart {
                     | OperationKind::EndToEnd
                     | OperationKind::GetThenClaim
                     | OperationKind::ClaimStampede
+                    | OperationKind::Session
+                    | OperationKind::CompleteThenClaim
             )
         });
         let audited = workload.ledger.audited(workload.users.len());

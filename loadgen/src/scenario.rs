@@ -50,6 +50,11 @@ pub enum OperationKind {
     /// A claim of the one goal `seed.claimable` names, for its user: many at once, exactly one
     /// may succeed (claim-stampede).
     ClaimStampede,
+    /// A player's session: login, three stat updates, a read and a claim, with think times.
+    Session,
+    /// A session that first completes goals (a high `wins`) and claims after the SUT's flush:
+    /// claims following completions.
+    CompleteThenClaim,
 }
 
 impl OperationKind {
@@ -66,7 +71,13 @@ impl OperationKind {
             OperationKind::Stat => Operation::Stat,
             OperationKind::EndToEnd => Operation::EndToEnd,
             OperationKind::ClaimStampede => Operation::Claim,
+            OperationKind::Session | OperationKind::CompleteThenClaim => Operation::Session,
         }
+    }
+
+    /// True for operations that use both the REST API and the event handler (sessions).
+    pub fn is_mixed(self) -> bool {
+        matches!(self, OperationKind::Session | OperationKind::CompleteThenClaim)
     }
 
     /// Every recorder operation an arrival of this kind may record.
@@ -78,6 +89,9 @@ impl OperationKind {
             OperationKind::Stat => &[Operation::Stat],
             OperationKind::EndToEnd => &[Operation::EndToEnd],
             OperationKind::ClaimStampede => &[Operation::Claim],
+            OperationKind::Session | OperationKind::CompleteThenClaim => {
+                &[Operation::Session, Operation::Login, Operation::Stat, Operation::GetChallenges, Operation::Claim]
+            }
         }
     }
 
@@ -417,8 +431,11 @@ impl Scenario {
             return Err("duration must be > 0".into());
         }
         for (name, stream) in &self.streams {
-            if !(stream.is_rest() || stream.is_grpc()) {
-                return Err(format!("streams.{name}: mixes REST and gRPC operations; use one stream for each"));
+            let sessions = stream.operations.keys().all(|o| o.is_mixed());
+            if !(stream.is_rest() || stream.is_grpc() || sessions) {
+                return Err(format!(
+                    "streams.{name}: mixes REST, gRPC and session operations; use one stream for each"
+                ));
             }
             stream.executor(self.duration, self.latency_limit(name)).map_err(|e| format!("streams.{name}: {e}"))?;
         }

@@ -5,7 +5,7 @@
 use crate::scenario::{Scenario, ScenarioError};
 
 /// Names and texts of the built-in scenarios.
-pub const BUILTIN: [(&str, &str); 12] = [
+pub const BUILTIN: [(&str, &str); 14] = [
     ("scenario1", include_str!("../../scenarios/scenario1.yaml")),
     ("scenario2", include_str!("../../scenarios/scenario2.yaml")),
     ("scenario3", include_str!("../../scenarios/scenario3.yaml")),
@@ -18,6 +18,8 @@ pub const BUILTIN: [(&str, &str); 12] = [
     ("claim-stampede", include_str!("../../scenarios/claim-stampede.yaml")),
     ("login-rush", include_str!("../../scenarios/login-rush.yaml")),
     ("daily-curve", include_str!("../../scenarios/daily-curve.yaml")),
+    ("session-bursts", include_str!("../../scenarios/session-bursts.yaml")),
+    ("completion-waves", include_str!("../../scenarios/completion-waves.yaml")),
 ];
 
 /// A built-in scenario by name.

@@ -52,6 +52,10 @@ impl Percentiles {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One operation's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationSummary {
@@ -64,6 +68,10 @@ pub struct OperationSummary {
     pub scheduled: Option<u64>,
     /// Completed requests.
     pub requests: u64,
+    /// Of them, made as steps of another operation's arrivals (a session's login, stats, read
+    /// and claim) in a stream that schedules none of this operation: not arrivals of their own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub follow_ups: u64,
     /// Failed requests.
     pub errors: u64,
     /// `errors / requests`.
@@ -103,7 +111,7 @@ impl OperationSummary {
     /// `requests + dropped` when it differs from `scheduled` (an arrival unaccounted for).
     pub fn accounting_gap(&self) -> Option<i64> {
         let scheduled = self.scheduled?;
-        let gap = scheduled as i64 - (self.requests + self.dropped) as i64;
+        let gap = scheduled as i64 - (self.requests - self.follow_ups.min(self.requests) + self.dropped) as i64;
         (gap != 0).then_some(gap)
     }
 }
@@ -193,11 +201,17 @@ pub fn operations(
         .map(|t| {
             let (requests, errors, dropped, scheduled) = (t.requests(), t.errors(), t.dropped(), t.scheduled());
             let open = !t.arrivals.is_empty();
+            let follow_ups: u64 = if open {
+                t.series.iter().filter(|(key, _)| !t.arrivals.contains_key(&key.stream)).map(|(_, s)| s.requests).sum()
+            } else {
+                0
+            };
             let summary = OperationSummary {
                 target_rate: targets.get(&t.operation).copied(),
                 achieved_rate: requests as f64 / seconds,
                 scheduled: open.then_some(scheduled),
                 requests,
+                follow_ups,
                 errors,
                 error_rate: ratio(errors, requests),
                 checks_failed: t.checks_failed(),

@@ -46,6 +46,7 @@ fn short(op: Operation) -> &'static str {
         Operation::Login => "login",
         Operation::Stat => "stat",
         Operation::EndToEnd => "e2e",
+        Operation::Session => "session",
     }
 }
 

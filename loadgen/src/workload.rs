@@ -143,6 +143,8 @@ impl Workload {
             OperationKind::Stat => self.run_stat(session, intended).await,
             OperationKind::EndToEnd => self.run_end_to_end(session, intended).await,
             OperationKind::ClaimStampede => self.run_claim_stampede(session, intended).await,
+            OperationKind::Session => self.run_session(session, intended, false).await,
+            OperationKind::CompleteThenClaim => self.run_session(session, intended, true).await,
         }
     }
 
@@ -178,12 +180,19 @@ impl Workload {
     pub async fn run_get_then_claim(&self, session: &mut Session, intended: Instant) {
         let user = self.random_user(&mut session.rng);
         let Some(reply) = self.get_challenges(session, intended, user, Keep::Whole).await else { return };
+        self.claim_completed(session, user, &reply).await;
+    }
+
+    /// Claims one goal `reply` (the user's challenge list) shows as completed, if it shows one;
+    /// its outcome, or `None` with nothing to claim. A follow-up request is due when the GET
+    /// returned: its latency is its service time.
+    async fn claim_completed(&self, session: &mut Session, user: usize, reply: &Reply) -> Option<Outcome> {
         let completed = completed_goals(&reply.body);
         if completed.is_empty() {
-            return;
+            return None;
         }
         let (challenge, goal) = &completed[session.rng.random_range(0..completed.len())];
-        let Some(rest) = session.rest.as_mut() else { return };
+        let rest = session.rest.as_mut()?;
         let _in_flight = self.recorder.start(Operation::Claim);
         let sent = Instant::now();
         let result = match rest.target().claim(challenge, goal) {
@@ -196,8 +205,8 @@ impl Workload {
             Err(outcome) => outcome,
         };
         self.ledger.claimed(user, goal, claim_fate(&outcome));
-        // A follow-up request is due when the GET returned: its latency is its service time.
-        self.recorder.record(Operation::Claim, session.stream, sent, sent, Instant::now(), outcome);
+        self.recorder.record(Operation::Claim, session.stream, sent, sent, Instant::now(), outcome.clone());
+        Some(outcome)
     }
 
     /// A claim of the one goal the scenario names for its user, measured from `intended`.
@@ -223,6 +232,11 @@ impl Workload {
     /// `OnMessage(UserLoggedIn)` for a random user.
     pub async fn run_login(&self, session: &mut Session, intended: Instant) {
         let index = self.random_user(&mut session.rng);
+        self.login(session, index, intended).await;
+    }
+
+    /// `OnMessage(UserLoggedIn)` for user `index`, measured from `intended`; its outcome.
+    async fn login(&self, session: &mut Session, index: usize, intended: Instant) -> Outcome {
         let user = self.users[index].clone();
         let event = UserLoggedIn {
             id: format!("{:016x}", session.rng.random::<u64>()),
@@ -239,7 +253,7 @@ impl Workload {
             }),
             ..Default::default()
         };
-        let Some(clients) = session.grpc.as_mut() else { return };
+        let Some(clients) = session.grpc.as_mut() else { return Outcome::failed(0, "call: no gRPC target") };
         let _in_flight = self.recorder.start(Operation::Login);
         let sent = Instant::now();
         let mut retry = Retry::new(self.event_retries, sent + self.request_timeout);
@@ -253,25 +267,37 @@ impl Workload {
                 break result;
             }
         };
-        self.recorder.record(Operation::Login, session.stream, intended, sent, Instant::now(), result);
+        self.recorder.record(Operation::Login, session.stream, intended, sent, Instant::now(), result.clone());
+        result
     }
 
     /// `OnMessage(StatItemUpdated)` for a random user, stat code and value (0–999).
     pub async fn run_stat(&self, session: &mut Session, intended: Instant) {
         let index = self.random_user(&mut session.rng);
-        let user = self.users[index].clone();
         let code_index = session.rng.random_range(0..STAT_CODES.len());
-        let code = STAT_CODES[code_index];
-        let raw = session.rng.random_range(0..1000u16);
-        let value = f64::from(raw);
-        let event = self.stat_event(&user, code, value, session.rng.random());
-        let Some(clients) = session.grpc.as_mut() else { return };
+        let value = session.rng.random_range(0..1000u16);
+        self.stat(session, index, code_index, value, intended).await;
+    }
+
+    /// `OnMessage(StatItemUpdated)` of `STAT_CODES[code_index]` = `value` for user `index`,
+    /// measured from `intended`; its outcome.
+    async fn stat(
+        &self,
+        session: &mut Session,
+        index: usize,
+        code_index: usize,
+        value: u16,
+        intended: Instant,
+    ) -> Outcome {
+        let user = self.users[index].clone();
+        let event = self.stat_event(&user, STAT_CODES[code_index], f64::from(value), session.rng.random());
+        let Some(clients) = session.grpc.as_mut() else { return Outcome::failed(0, "call: no gRPC target") };
         let _in_flight = self.recorder.start(Operation::Stat);
         let sent = Instant::now();
         let mut retry = Retry::new(self.event_retries, sent + self.request_timeout);
         let mut event = event;
         let result = loop {
-            let pending = self.ledger.send(index, Source::Stat(code_index as u8), Some(i32::from(raw)));
+            let pending = self.ledger.send(index, Source::Stat(code_index as u8), Some(i32::from(value)));
             let call = retry.take(&mut event);
             let result = grpc_outcome(tokio::time::timeout(retry.left(), clients.stat.on_message(call)).await);
             pending.settle(event_fate(&result));
@@ -279,7 +305,55 @@ impl Workload {
                 break result;
             }
         };
-        self.recorder.record(Operation::Stat, session.stream, intended, sent, Instant::now(), result);
+        self.recorder.record(Operation::Stat, session.stream, intended, sent, Instant::now(), result.clone());
+        result
+    }
+
+    /// A player's session: a login, three stat updates, a read of the challenges and a claim of
+    /// a goal it shows completed, with think times of 100–300 ms between; with `complete` first
+    /// a `wins` value high enough to complete its goals and a wait past the SUT's flush, so the
+    /// claim follows the completion (a completion wave). Each step is recorded under its own
+    /// operation (the first from `intended`, the others from their send); the whole under
+    /// `session`, from `intended`, failed if any step failed.
+    pub async fn run_session(&self, session: &mut Session, intended: Instant, complete: bool) {
+        let _in_flight = self.recorder.start(Operation::Session);
+        let index = self.random_user(&mut session.rng);
+        let started = Instant::now();
+        let mut failed: Option<Outcome> = None;
+        let mut note = |step: &str, outcome: Outcome| {
+            if failed.is_none() && outcome.error.is_some() {
+                let why = outcome.error.clone().unwrap_or_default();
+                failed = Some(Outcome::failed(outcome.status, format!("session {step}: {why}")));
+            }
+        };
+        note("login", self.login(session, index, intended).await);
+        let wins = STAT_CODES.iter().position(|c| *c == "wins").unwrap_or_default();
+        for step in 0..3 {
+            think(session, Duration::from_millis(100), Duration::from_millis(300)).await;
+            let (code, value) = if complete && step == 0 {
+                (wins, 999)
+            } else {
+                (session.rng.random_range(0..STAT_CODES.len()), session.rng.random_range(0..1000u16))
+            };
+            note("stat", self.stat(session, index, code, value, Instant::now()).await);
+        }
+        if complete {
+            // The SUT writes events once a flush interval (1 s by default): wait past it.
+            think(session, Duration::from_millis(1_200), Duration::from_millis(1_500)).await;
+        } else {
+            think(session, Duration::from_millis(100), Duration::from_millis(300)).await;
+        }
+        match self.get_challenges(session, Instant::now(), index, Keep::Whole).await {
+            Some(reply) => {
+                think(session, Duration::from_millis(100), Duration::from_millis(300)).await;
+                if let Some(claimed) = self.claim_completed(session, index, &reply).await {
+                    note("claim", claimed);
+                }
+            }
+            None => note("read", Outcome::failed(0, "the challenge list failed")),
+        }
+        let outcome = failed.unwrap_or_else(|| Outcome::ok(0));
+        self.recorder.record(Operation::Session, session.stream, intended, started, Instant::now(), outcome);
     }
 
     fn stat_event(&self, user: &str, code: &str, value: f64, id: u64) -> StatItemUpdated {
@@ -358,6 +432,11 @@ impl Workload {
         }
         self.recorder.record(Operation::EndToEnd, session.stream, sent, sent, Instant::now(), outcome);
     }
+}
+
+/// Waits a think time drawn uniformly between `low` and `high`.
+async fn think(session: &mut Session, low: Duration, high: Duration) {
+    tokio::time::sleep(session.rng.random_range(low..=high)).await;
 }
 
 /// What became of an event, from its call's outcome: `OK` accepted; `INVALID_ARGUMENT` and

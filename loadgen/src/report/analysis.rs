@@ -82,7 +82,8 @@ pub fn first_broken<'a>(
             return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
         }
         let latency_limit = match Operation::named(name) {
-            Some(Operation::EndToEnd) => None,
+            // Whole sessions include think times: their steps are judged instead.
+            Some(Operation::EndToEnd | Operation::Session) => None,
             Some(op) if op.is_grpc() => Some((limits.event_p95_ms, "event")),
             _ => Some((limits.api_p95_ms, "API")),
         };
