@@ -1,26 +1,15 @@
 //! Failure scenarios against the provisioned SUT: the fault injected through real means at its
 //! scheduled time, the SUT's answers meanwhile, its recovery, and its books afterwards.
 
+mod support;
+
 use std::time::Duration;
 
 use loadgen::faults::{Fault, FaultKind};
 use loadgen::plan::{Plan, RunArgs};
 
 fn args(out: &std::path::Path) -> RunArgs {
-    RunArgs {
-        rps: Some(40.0),
-        eps: Some(300.0),
-        out: Some(out.join("run")),
-        namespace: "test".into(),
-        base_path: "/challenge".into(),
-        grpc_connections: 1,
-        request_timeout: Duration::from_secs(5),
-        max_duration: Duration::from_secs(120),
-        audit_users: 1_000,
-        audit_settle: Duration::from_secs(20),
-        quiet: true,
-        ..RunArgs::default()
-    }
+    RunArgs { rps: Some(40.0), eps: Some(300.0), ..support::provisioned_args(out, 1_000) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 //! claims granted by the real reward mock), its books read through the API before and after,
 //! judged clean, in the summary and as thresholds.
 
+mod support;
+
 use std::time::Duration;
 
 use loadgen::plan::{Plan, RunArgs};
@@ -14,16 +16,7 @@ async fn a_combined_run_keeps_the_books_and_says_so_in_the_summary_and_threshold
         rps: Some(40.0),
         eps: Some(300.0),
         duration: Some(Duration::from_secs(4)),
-        out: Some(out.path().join("run")),
-        namespace: "test".into(),
-        base_path: "/challenge".into(),
-        grpc_connections: 1,
-        request_timeout: Duration::from_secs(5),
-        max_duration: Duration::from_secs(60),
-        audit_users: 2_000,
-        audit_settle: Duration::from_secs(20),
-        quiet: true,
-        ..RunArgs::default()
+        ..support::provisioned_args(out.path(), 2_000)
     };
     let mut scenario = loadgen::scenarios::builtin("scenario3").unwrap();
     // Every fifth user has completed goals to claim.

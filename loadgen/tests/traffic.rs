@@ -2,9 +2,9 @@
 //! them after the SUT's flush, arriving as a Poisson process; every arrival accounted for under
 //! `session`, every step under its own operation, the books clean.
 
-use std::time::Duration;
+mod support;
 
-use loadgen::plan::{Plan, RunArgs};
+use loadgen::plan::Plan;
 use loadgen::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,18 +16,7 @@ async fn sessions_that_complete_goals_claim_them_and_every_arrival_is_accounted_
     )
     .unwrap();
     let out = tempfile::tempdir().unwrap();
-    let args = RunArgs {
-        out: Some(out.path().join("run")),
-        namespace: "test".into(),
-        base_path: "/challenge".into(),
-        grpc_connections: 1,
-        request_timeout: Duration::from_secs(5),
-        max_duration: Duration::from_secs(60),
-        audit_users: 2_000,
-        audit_settle: Duration::from_secs(20),
-        quiet: true,
-        ..RunArgs::default()
-    };
+    let args = support::provisioned_args(out.path(), 2_000);
     let output = loadgen::run::execute(Plan::new(scenario, &args).unwrap()).await.expect("the run completes");
     let ops = &output.summary.operations;
     let sessions = &ops["session"];

@@ -210,3 +210,19 @@ pub async fn run(
 pub fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
+
+/// Options of a short run against the provisioned SUT writing to `out`, auditing `audit_users`.
+pub fn provisioned_args(out: &std::path::Path, audit_users: usize) -> loadgen::plan::RunArgs {
+    loadgen::plan::RunArgs {
+        out: Some(out.join("run")),
+        namespace: "test".into(),
+        base_path: "/challenge".into(),
+        grpc_connections: 1,
+        request_timeout: Duration::from_secs(5),
+        max_duration: Duration::from_secs(120),
+        audit_users,
+        audit_settle: Duration::from_secs(20),
+        quiet: true,
+        ..loadgen::plan::RunArgs::default()
+    }
+}
