@@ -30,6 +30,9 @@ fn a_process_burning_one_core_for_a_second_reads_near_100_percent() {
     assert_eq!(burner_first.cpu_percent, None, "no interval yet on the first sample");
     assert!(burner_first.memory_bytes.unwrap() > 0);
     assert_eq!(burner_first.threads, Some(1));
+    let at_once = sampler.sample_now();
+    let burner_at_once = at_once.iter().find(|s| s.component == "burner").expect("sampled");
+    assert_eq!(burner_at_once.cpu_percent, None, "no rate over a window of a few microseconds");
 
     // The measurement window itself: CPU is a rate over wall time.
     let window = Instant::now();

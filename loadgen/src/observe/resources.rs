@@ -71,6 +71,11 @@ pub struct ProcessTarget {
     pub with_children: bool,
 }
 
+/// The shortest window a process's CPU rate is computed over: CPU time is accounted in clock
+/// ticks (10 ms), so over a shorter window (the last, partial second of a run) a rate is noise
+/// that can read above the cores there are.
+const MIN_RATE_WINDOW: f64 = 0.5;
+
 /// Samples processes (and the machine's total CPU) from `/proc`.
 #[derive(Debug)]
 pub struct ProcessSampler {
@@ -144,11 +149,15 @@ impl ProcessSampler {
             open_files += count_open_files(*pid);
         }
         let now = Instant::now();
-        let cpu_percent = self.previous_cpu.get(&target.name).and_then(|(at, ticks0)| {
-            let seconds = now.duration_since(*at).as_secs_f64();
-            (seconds > 0.0).then(|| ((ticks - ticks0).max(0.0) / self.ticks_per_second) / seconds * 100.0)
+        let previous = self.previous_cpu.get(&target.name).copied();
+        let cpu_percent = previous.and_then(|(at, ticks0)| {
+            let seconds = now.duration_since(at).as_secs_f64();
+            (seconds >= MIN_RATE_WINDOW).then(|| ((ticks - ticks0).max(0.0) / self.ticks_per_second) / seconds * 100.0)
         });
-        self.previous_cpu.insert(target.name.clone(), (now, ticks));
+        // A window too short for a rate keeps its baseline, so the next one spans longer.
+        if previous.is_none() || cpu_percent.is_some() {
+            self.previous_cpu.insert(target.name.clone(), (now, ticks));
+        }
         Some(ResourceSample {
             component: target.name.clone(),
             cpu_percent,
