@@ -172,13 +172,7 @@ pub async fn inject(faults: Vec<Fault>, controls: Controls, start: Instant, stop
 
 async fn apply(kind: &FaultKind, controls: &Controls, http: &reqwest::Client) -> Result<(), String> {
     match kind {
-        FaultKind::DbStop => {
-            let cluster = controls.database.clone().ok_or("no database of the harness's own to stop")?;
-            tokio::task::spawn_blocking(move || cluster.stop_server())
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-        }
+        FaultKind::DbStop => on_database(controls, PgCluster::stop_server).await,
         FaultKind::RewardLatency { latency } => set_mock(controls, http, json!({"latency": latency})).await,
         FaultKind::RewardFailure { rate, after_grant } => {
             set_mock(controls, http, json!({"failureRate": rate, "failureAfterGrant": after_grant})).await
@@ -194,19 +188,22 @@ async fn lift(
     mock_before: Option<&serde_json::Value>,
 ) -> Result<(), String> {
     match kind {
-        FaultKind::DbStop => {
-            let cluster = controls.database.clone().ok_or("no database of the harness's own")?;
-            tokio::task::spawn_blocking(move || cluster.start_server())
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-        }
+        FaultKind::DbStop => on_database(controls, PgCluster::start_server).await,
         FaultKind::RewardLatency { .. } | FaultKind::RewardFailure { .. } => {
             let before = mock_before.ok_or("the mock's settings before the fault are unknown")?;
             set_mock(controls, http, before.clone()).await
         }
         FaultKind::LoadSpike { .. } => Ok(()),
     }
+}
+
+/// Runs `action` (stop or start) on the harness's own PostgreSQL, off the async threads.
+async fn on_database(
+    controls: &Controls,
+    action: fn(&PgCluster) -> Result<(), sut::pg::PgError>,
+) -> Result<(), String> {
+    let cluster = controls.database.clone().ok_or("no database of the harness's own to stop or start")?;
+    tokio::task::spawn_blocking(move || action(&cluster)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
 }
 
 async fn read_mock(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {

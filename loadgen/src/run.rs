@@ -396,7 +396,7 @@ impl AuditStart {
                 "reading the books before the load: {e} (--audit-users 0 runs without the integrity audit)"
             ))
         };
-        let config = sut::challenges::load(&plan.challenges_file).map_err(|e| RunError::Fixture(e.to_string()))?;
+        let config = load_challenges(&plan.challenges_file)?;
         let target = RestTarget::new(api, &plan.base_path, &workload.auth, &workload.users, plan.request_timeout)
             .await
             .map_err(|e| failed(e.to_string()))?;
@@ -603,7 +603,7 @@ async fn seed(
     namespace: &str,
     fraction: f64,
 ) -> Result<(), RunError> {
-    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let config = load_challenges(challenges)?;
     let goals: Vec<&sut::challenges::Goal> =
         config.challenges().iter().flat_map(|c| &c.goals).filter(|g| g.prerequisites.is_empty()).collect();
     let pool = sqlx::PgPool::connect(database_url).await.map_err(EnvironmentError::from)?;
@@ -630,13 +630,18 @@ async fn seed(
     Ok(())
 }
 
+/// The challenge configuration at `path`; an error names the file and what is wrong.
+fn load_challenges(path: &Path) -> Result<sut::challenges::ChallengeConfig, RunError> {
+    sut::challenges::load(path).map_err(|e| RunError::Fixture(e.to_string()))
+}
+
 /// The (user index, challenge, goal) `seed.claimable` names, checked against the fixtures.
 fn stampede_target(
     challenges: &Path,
     users: &[String],
     claimable: &crate::scenario::Claimable,
 ) -> Result<(usize, String, String), RunError> {
-    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let config = load_challenges(challenges)?;
     let user = users
         .iter()
         .position(|u| *u == claimable.user)
@@ -655,7 +660,7 @@ async fn seed_claimable(
     claimable: &crate::scenario::Claimable,
     namespace: &str,
 ) -> Result<(), RunError> {
-    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let config = load_challenges(challenges)?;
     let goal = config.goal(&claimable.goal).ok_or_else(|| {
         RunError::Fixture(format!("seed.claimable.goal '{}' is not a configured goal", claimable.goal))
     })?;
@@ -690,7 +695,7 @@ async fn seed_users(
     namespace: &str,
     store: sut::events::store::StoreKind,
 ) -> Result<(), RunError> {
-    let config = sut::challenges::load(challenges).map_err(|e| RunError::Fixture(e.to_string()))?;
+    let config = load_challenges(challenges)?;
     let pool = sqlx::PgPool::connect(database_url).await.map_err(EnvironmentError::from)?;
     let started = Instant::now();
     let rows = sut::events::store::seed::seed_users(&pool, std::sync::Arc::new(config), store, users, namespace)

@@ -192,6 +192,28 @@ impl Workload {
             return None;
         }
         let (challenge, goal) = &completed[session.rng.random_range(0..completed.len())];
+        self.claim(session, user, challenge, goal, None, &[200]).await
+    }
+
+    /// A claim of the one goal the scenario names for its user, measured from `intended`.
+    /// Exactly one claim may succeed: the others' 409 is the expected answer.
+    pub async fn run_claim_stampede(&self, session: &mut Session, intended: Instant) {
+        let Some((user, challenge, goal)) = &self.stampede else { return };
+        self.claim(session, *user, challenge, goal, Some(intended), &[200, 409]).await;
+    }
+
+    /// `POST` the claim of `goal` in `challenge` for `user`, recorded from `intended` (or, for a
+    /// follow-up request, from its own send), a status in `expected` counting as the expected
+    /// answer; its outcome (`None` without a REST target).
+    async fn claim(
+        &self,
+        session: &mut Session,
+        user: usize,
+        challenge: &str,
+        goal: &str,
+        intended: Option<Instant>,
+        expected: &[u16],
+    ) -> Option<Outcome> {
         let rest = session.rest.as_mut()?;
         let _in_flight = self.recorder.start(Operation::Claim);
         let sent = Instant::now();
@@ -200,33 +222,14 @@ impl Workload {
             Err(outcome) => Err(outcome),
         };
         let outcome = match result {
-            Ok(reply) if reply.status == 200 => Outcome::ok(200),
+            Ok(reply) if expected.contains(&reply.status) => Outcome::ok(reply.status.into()),
             Ok(reply) => http_failure(reply.status),
             Err(outcome) => outcome,
         };
         self.ledger.claimed(user, goal, claim_fate(&outcome));
-        self.recorder.record(Operation::Claim, session.stream, sent, sent, Instant::now(), outcome.clone());
+        let intended = intended.unwrap_or(sent);
+        self.recorder.record(Operation::Claim, session.stream, intended, sent, Instant::now(), outcome.clone());
         Some(outcome)
-    }
-
-    /// A claim of the one goal the scenario names for its user, measured from `intended`.
-    pub async fn run_claim_stampede(&self, session: &mut Session, intended: Instant) {
-        let Some((user, challenge, goal)) = &self.stampede else { return };
-        let Some(rest) = session.rest.as_mut() else { return };
-        let _in_flight = self.recorder.start(Operation::Claim);
-        let sent = Instant::now();
-        let result = match rest.target().claim(challenge, goal) {
-            Ok(uri) => rest.send(Method::POST, uri, *user, Keep::Nothing).await,
-            Err(outcome) => Err(outcome),
-        };
-        let outcome = match result {
-            // Exactly one claim may succeed: the others' 409 is the expected answer.
-            Ok(reply) if reply.status == 200 || reply.status == 409 => Outcome::ok(reply.status.into()),
-            Ok(reply) => http_failure(reply.status),
-            Err(outcome) => outcome,
-        };
-        self.ledger.claimed(*user, goal, claim_fate(&outcome));
-        self.recorder.record(Operation::Claim, session.stream, intended, sent, Instant::now(), outcome);
     }
 
     /// `OnMessage(UserLoggedIn)` for a random user.
