@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use loadgen::arrivals::{ArrivalSchedule, Dispatch, Take};
-use loadgen::executor::{RateCurve, Stage};
-use loadgen::http::{Keep, RestAuth, RestClient, RestTarget};
-use loadgen::recorder::{Operation, Outcome, Recorder};
+use loadgen::definition::executor::{RateCurve, Stage};
+use loadgen::engine::arrivals::{ArrivalSchedule, Dispatch, Take};
+use loadgen::engine::http::{Keep, RestAuth, RestClient, RestTarget};
+use loadgen::engine::recorder::{Outcome, Recorder};
+use loadgen::target::operations::Operation;
 use tokio::time::Instant;
 
 /// Counts each batch as scheduled, as the engine's dispatcher does.

@@ -1,6 +1,6 @@
-//! Faults a scenario schedules (`faults: [{at: 20s, kind: db-stop, for: 10s}]`), injected through
-//! real means while the load runs, and the verdict on each: what was injected and when, how the
-//! SUT answered meanwhile, and how long it took to recover once the fault was lifted.
+//! Faults a scenario schedules ([`Fault`]) injected through real means while the load runs, and
+//! the verdict on each: what was injected and when, how the SUT answered meanwhile, and how long
+//! it took to recover once the fault was lifted.
 //!
 //! Kinds:
 //! - `db-stop`: the harness's own PostgreSQL stopped (`pg_ctl stop -m fast`) and started again;
@@ -13,104 +13,14 @@
 //! The mock's settings are read before the first fault and put back as each fault ends.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sut::pg::PgCluster;
+use sut::pg_cluster::PgCluster;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::scenario::duration_text;
-
-/// One scheduled fault, as written in a scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Fault {
-    /// When it begins, from the start of the load.
-    #[serde(with = "duration_text")]
-    pub at: Duration,
-    /// How long it lasts.
-    #[serde(rename = "for", with = "duration_text")]
-    pub lasts: Duration,
-    /// What it is.
-    #[serde(flatten)]
-    pub kind: FaultKind,
-}
-
-/// What a fault does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum FaultKind {
-    /// The database server stopped.
-    DbStop,
-    /// The reward mock answers after this latency (`fixed:4.5s`, `uniform:1s..5s`).
-    RewardLatency {
-        /// The latency spec.
-        latency: String,
-    },
-    /// The reward mock fails this share of grants.
-    RewardFailure {
-        /// Share of grant requests that fail, 0–1.
-        rate: f64,
-        /// Share of the failures that strike after granting, 0–1.
-        #[serde(default)]
-        after_grant: f64,
-    },
-    /// The load itself (the stages of a stream) is the fault; nothing is injected.
-    LoadSpike {
-        /// What the load does meanwhile, for the reader.
-        note: String,
-    },
-}
-
-impl Fault {
-    /// `db-stop at 20s for 10s`.
-    pub fn label(&self) -> String {
-        let what = match &self.kind {
-            FaultKind::DbStop => "db-stop".to_owned(),
-            FaultKind::RewardLatency { latency } => format!("reward-latency {latency}"),
-            FaultKind::RewardFailure { rate, after_grant } => {
-                format!("reward-failure {:.0}% ({:.0}% after granting)", rate * 100.0, after_grant * 100.0)
-            }
-            FaultKind::LoadSpike { note } => format!("load-spike ({note})"),
-        };
-        format!("{what} at {}s for {}s", self.at.as_secs_f64(), self.lasts.as_secs_f64())
-    }
-
-    /// Checks the fault against a load of `duration`.
-    pub fn check(&self, duration: Duration) -> Result<(), String> {
-        if self.lasts.is_zero() {
-            return Err("`for` must be > 0".into());
-        }
-        if self.at + self.lasts > duration {
-            return Err(format!(
-                "ends at {}s, after the load ({}s)",
-                (self.at + self.lasts).as_secs_f64(),
-                duration.as_secs_f64()
-            ));
-        }
-        match &self.kind {
-            FaultKind::DbStop | FaultKind::LoadSpike { .. } => Ok(()),
-            FaultKind::RewardLatency { latency } => latency.parse::<sut::reward::Latency>().map(drop),
-            FaultKind::RewardFailure { rate, after_grant } => {
-                if !(0.0..=1.0).contains(rate) || !(0.0..=1.0).contains(after_grant) {
-                    return Err("`rate` and `after_grant` must be between 0 and 1".into());
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Whether this fault needs the harness's own database.
-    pub fn needs_database(&self) -> bool {
-        matches!(self.kind, FaultKind::DbStop)
-    }
-
-    /// Whether this fault changes the reward mock.
-    pub fn needs_mock(&self) -> bool {
-        matches!(self.kind, FaultKind::RewardLatency { .. } | FaultKind::RewardFailure { .. })
-    }
-}
+use crate::definition::fault::{Fault, FaultKind};
 
 /// What the injector can act on.
 #[derive(Debug, Clone, Default)]
@@ -200,7 +110,7 @@ async fn lift(
 /// Runs `action` (stop or start) on the harness's own PostgreSQL, off the async threads.
 async fn on_database(
     controls: &Controls,
-    action: fn(&PgCluster) -> Result<(), sut::pg::PgError>,
+    action: fn(&PgCluster) -> Result<(), sut::pg_cluster::PgError>,
 ) -> Result<(), String> {
     let cluster = controls.database.clone().ok_or("no database of the harness's own to stop or start")?;
     tokio::task::spawn_blocking(move || action(&cluster)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
@@ -285,24 +195,6 @@ mod tests {
 
     fn second(requests: u64, errors: u64) -> Second {
         Second { requests, errors, ..Second::default() }
-    }
-
-    #[test]
-    fn faults_parse_from_a_scenario_and_are_checked() {
-        let faults: Vec<Fault> = serde_yaml::from_str(
-            "- {at: 20s, kind: db-stop, for: 10s}\n- {at: 5s, for: 1s, kind: reward-failure, rate: 0.5, after_grant: 0.5}\n- {at: 1s, for: 2s, kind: reward-latency, latency: fixed:4.5s}",
-        )
-        .unwrap();
-        assert_eq!(
-            faults[0],
-            Fault { at: Duration::from_secs(20), lasts: Duration::from_secs(10), kind: FaultKind::DbStop }
-        );
-        assert_eq!(faults[1].label(), "reward-failure 50% (50% after granting) at 5s for 1s");
-        assert!(faults[0].check(Duration::from_secs(30)).is_ok());
-        assert!(faults[0].check(Duration::from_secs(29)).unwrap_err().contains("after the load"));
-        let bad = Fault { kind: FaultKind::RewardLatency { latency: "soon".into() }, ..faults[2].clone() };
-        assert!(bad.check(Duration::from_secs(60)).is_err());
-        assert!(serde_yaml::from_str::<Vec<Fault>>("- {at: 1s, for: 1s, kind: cpu-hog}").is_err());
     }
 
     #[test]

@@ -1,61 +1,48 @@
 //! # Gauntlet's harness
 //!
 //! Drives REST and gRPC load at the challenge service on goose, measures it truthfully (open
-//! model, latency from the intended start, HDR histograms), and writes a results folder.
+//! model, latency from the intended start, HDR histograms), watches the system under test
+//! meanwhile, and writes a results folder that the reports are rendered from.
 //!
 //! # Layout
 //!
-//! The flow is CLI options → [`plan::Plan`] → an environment → the engine with the samplers beside it →
-//! a results folder; each arrow is a plain data type.
+//! The flow is CLI options → [`definition::plan::Plan`] → a target ([`deploy`]ed, or external
+//! URLs) → the [`engine`] with the [`observe`] samplers beside it → a [`results`] folder →
+//! [`verdict`]s → [`report`]s; each arrow is a plain data type. Dependencies point the same way:
+//! a module uses only those before it in this list (tested by `tests/layout.rs`).
 //!
-//! - [`scenario`]: scenario files (YAML) and their validation; [`scenarios`]: the built-in ones.
-//! - [`executor`]: k6's executors and their rate curves; [`arrivals`]: the arrival schedule of
-//!   an open-model stream (a precise dispatcher thread and two counters).
-//! - [`threshold`]: k6's thresholds with k6's metric names, tag filters and abort options,
-//!   judged live every second and over windows.
-//! - [`plan`]: command-line options validated into a plan.
-//! - [`environment`]: a self-provisioned PostgreSQL + SUT (`--store` picks its progress layout,
-//!   `--seed-users` stores progress for many users first), or an external target.
-//! - [`docker`]: the SUT as containers through the Docker engine (images, stack, health checks)
-//!   and the container stats sampler.
-//! - [`engine`]: goose users paced by the schedules; [`workload`]: what each operation sends;
-//!   [`http`]: each user's lean HTTP/1.1 client.
-//! - [`recorder`]: HDR histograms per operation, per run and per second, recorded per thread.
-//! - [`observe`]: what the SUT, its database and loadgen itself did meanwhile (processes,
-//!   PostgreSQL, `/metrics`, CPU profiles).
-//! - [`faults`]: faults a scenario schedules (the database stopped, the reward mock slowed or
-//!   failing), injected during the load, and each one's verdict (errors meanwhile, recovery).
-//! - [`integrity`]: the SUT's books (goals read through the API, the reward mock's grants)
-//!   against what the harness sent: events lost or applied twice, goals granted twice.
-//! - [`summary`], [`results`], [`terminal`]: `summary.json`, the results folder, the terminal.
-//! - [`stop`]: why a run stops early, and the process's one signal handler.
-//! - [`run`]: one run from plan to results.
+//! - [`target`]: everything specific to the challenge service: operations, requests and their
+//!   checks, fixtures, seeding, the database's tables and key queries.
+//! - [`atomic`]: files written whole or not at all.
+//! - [`definition`]: scenario files, built-in scenarios, k6's executors and thresholds as
+//!   written, faults as scheduled, and the validated plan.
+//! - [`engine`]: goose users paced by arrival schedules, the lean HTTP client, what each operation
+//!   sends, the HDR recorder, the ledger of audited sends, stop reasons.
+//! - [`deploy`]: the SUT provisioned as processes or Docker containers (and PostgreSQL).
+//! - [`observe`]: what the SUT, its database, its containers and loadgen itself did meanwhile.
+//! - [`faults`]: faults injected during the load, and each one's verdict.
+//! - [`integrity`]: the SUT's books against what the harness sent.
+//! - [`results`]: the results folder's layout, `summary.json`, and a folder read back.
+//! - [`verdict`]: thresholds, live and over the run; whether a level held.
+//! - [`terminal`]: what the terminal shows.
+//! - [`report`]: the three documents and comparisons, from saved results alone.
+//! - [`run`]: one run from plan to results folder.
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
-//! - [`report`]: the three documents and comparisons (runs that differ in a SUT setting side by
-//!   side), from saved results alone.
 
-pub mod arrivals;
-pub mod docker;
+pub mod atomic;
+pub mod definition;
+pub mod deploy;
 pub mod engine;
-pub mod environment;
-pub mod executor;
 pub mod faults;
-pub mod http;
 pub mod integrity;
 pub mod observe;
-pub mod plan;
-pub mod recorder;
 pub mod report;
 pub mod results;
 pub mod run;
-pub mod scenario;
-pub mod scenarios;
-pub mod stop;
-pub mod summary;
 pub mod sweep;
+pub mod target;
 pub mod terminal;
-pub mod threshold;
-pub mod workload;
+pub mod verdict;
 
 /// Exit code when every threshold passed.
 pub const EXIT_PASSED: i32 = 0;

@@ -7,11 +7,13 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use loadgen::plan::{Plan, RunArgs};
+use loadgen::definition::builtin;
+use loadgen::definition::options::RunArgs;
+use loadgen::definition::plan::Plan;
+use loadgen::definition::scenario::Scenario;
+use loadgen::engine::stop::StopReason;
 use loadgen::results::layout;
-use loadgen::scenario::Scenario;
-use loadgen::stop::StopReason;
-use loadgen::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, scenarios, terminal};
+use loadgen::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, terminal};
 
 /// Gauntlet: load tests for the challenge service, with truthful numbers.
 #[derive(Debug, Parser)]
@@ -94,7 +96,8 @@ struct ReportArgs {
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<i32> {
-    use loadgen::report::{self, compare, data::RunData};
+    use loadgen::report::{self, compare};
+    use loadgen::results::read::RunData;
     if args.compare {
         let [a, b] = args.dirs.as_slice() else { anyhow::bail!("--compare takes exactly two results folders") };
         if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
@@ -113,11 +116,14 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     }
     let out = args.out.clone().unwrap_or_else(|| match args.dirs.as_slice() {
         [one] => one.join(layout::REPORT),
-        _ => loadgen::results::default_path(&loadgen::plan::workspace_root().join("results"), "report"),
+        _ => loadgen::definition::plan::default_results_path(
+            &loadgen::definition::plan::workspace_root().join("results"),
+            "report",
+        ),
     });
     let model = report::capacity_model(args.capacity_model.as_deref())?;
     let formats = if args.markdown_only { report::Formats::MarkdownOnly } else { report::Formats::All };
-    let written = report::render(&args.dirs, &out, &report::analysis::Limits::default(), &model, formats)?;
+    let written = report::render(&args.dirs, &out, &loadgen::verdict::limits::Limits::default(), &model, formats)?;
     for file in &written {
         println!("{}", file.display());
     }
@@ -125,10 +131,12 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
 }
 
 fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
-    let out =
-        args.run.out.clone().unwrap_or_else(|| {
-            loadgen::results::default_path(&loadgen::plan::workspace_root().join("results"), "sweep")
-        });
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        loadgen::definition::plan::default_results_path(
+            &loadgen::definition::plan::workspace_root().join("results"),
+            "sweep",
+        )
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap_or_else(|e| fail(&e.into()));
     match runtime.block_on(loadgen::sweep::run(args, &out)) {
         Ok(capacity) => {
@@ -151,7 +159,7 @@ fn sweep(args: loadgen::sweep::SweepArgs) -> i32 {
             println!("capacity: {}", out.join(layout::CAPACITY).display());
             if let Some(reason) = &capacity.interrupted {
                 eprintln!("loadgen: the sweep stopped early: {reason}; the levels measured are kept");
-                let signalled = loadgen::stop::signalled().is_cancelled();
+                let signalled = loadgen::engine::stop::signalled().is_cancelled();
                 return if signalled { EXIT_INTERRUPTED } else { EXIT_ERROR };
             }
             EXIT_PASSED
@@ -183,7 +191,7 @@ fn capacity_check(current: &std::path::Path, reference: &std::path::Path, tolera
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = loadgen::stop::install_signal_handler() {
+    if let Err(e) = loadgen::engine::stop::install_signal_handler() {
         fail(&anyhow::anyhow!(e));
     }
     let (scenario, args) = match cli.command {
@@ -208,11 +216,11 @@ fn main() {
                 Err(e) => fail(&e),
             }
         }
-        Command::Scenario1(args) => (scenarios::builtin("scenario1"), args),
-        Command::Scenario2(args) => (scenarios::builtin("scenario2"), args),
-        Command::Scenario3(args) => (scenarios::builtin("scenario3"), args),
-        Command::Scenario4(args) => (scenarios::builtin("scenario4"), args),
-        Command::Scenario5(args) => (scenarios::builtin("scenario5"), args),
+        Command::Scenario1(args) => (builtin::named("scenario1"), args),
+        Command::Scenario2(args) => (builtin::named("scenario2"), args),
+        Command::Scenario3(args) => (builtin::named("scenario3"), args),
+        Command::Scenario4(args) => (builtin::named("scenario4"), args),
+        Command::Scenario5(args) => (builtin::named("scenario5"), args),
         Command::Run { file, args } => (scenario_named(&file), args),
     };
     let plan =
@@ -249,8 +257,8 @@ fn main() {
 
 /// A scenario file, or, where no such file exists, a built-in scenario of that name
 /// (`loadgen run db-outage`).
-fn scenario_named(file: &std::path::Path) -> Result<Scenario, loadgen::scenario::ScenarioError> {
-    match file.to_str().filter(|_| !file.exists()).map(scenarios::builtin) {
+fn scenario_named(file: &std::path::Path) -> Result<Scenario, loadgen::definition::scenario::ScenarioError> {
+    match file.to_str().filter(|_| !file.exists()).map(builtin::named) {
         Some(Ok(scenario)) => Ok(scenario),
         _ => Scenario::load(file),
     }

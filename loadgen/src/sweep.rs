@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::observe::digest::GeneratorCheck;
-use crate::plan::{Plan, RunArgs};
-use crate::report::analysis::{Limits, OperationFigures, first_broken, pool_full_share};
-use crate::report::data::RunData;
+use crate::definition::options::RunArgs;
+use crate::definition::plan::Plan;
 use crate::results::layout;
+use crate::verdict::limits::{Limits, WindowStats, judge, pool_full_share, window_stats};
 
 /// Which searches a sweep makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -97,23 +96,6 @@ impl Level {
             _ => format!("{:.0}eps", self.eps),
         }
     }
-}
-
-/// One operation after the warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct WindowStats {
-    /// Completed requests per second.
-    pub achieved_rate: f64,
-    /// Requests.
-    pub requests: f64,
-    /// `errors / requests`.
-    pub error_rate: f64,
-    /// `dropped / (requests + dropped)`.
-    pub dropped_rate: f64,
-    /// Corrected p95, ms.
-    pub p95_ms: f64,
-    /// Corrected p99, ms.
-    pub p99_ms: f64,
 }
 
 /// One measured level.
@@ -268,7 +250,7 @@ pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
         .filter(|f| f.join(layout::SUMMARY).is_file())
         .collect();
     if !folders.is_empty() {
-        let model = crate::report::documents::CapacityModel::default();
+        let model = crate::report::model::CapacityModel::default();
         if let Err(e) =
             crate::report::render(&folders, &out.join(layout::REPORT), &limits, &model, crate::report::Formats::All)
         {
@@ -376,7 +358,7 @@ async fn measure(
     run_args.duration = Some(args.warmup + args.level_duration);
     run_args.out = Some(out.join(&folder));
     run_args.quiet = true;
-    let mut scenario = crate::scenarios::builtin(scenario).map_err(|e| e.to_string())?;
+    let mut scenario = crate::definition::builtin::named(scenario).map_err(|e| e.to_string())?;
     scenario.thresholds.clear(); // the sweep judges by its limits
     scenario.profile = None;
     let mut plan = Plan::new(scenario, &run_args).map_err(|e| e.to_string())?;
@@ -413,67 +395,8 @@ fn size_pools(plan: &mut Plan, limits: &Limits) {
     }
 }
 
-/// The first limit broken by the stats after the warm-up (or by a saturated generator, which
-/// makes any number from that level untrustworthy).
-pub fn judge(
-    operations: &BTreeMap<String, WindowStats>,
-    limits: &Limits,
-    generator: Option<GeneratorCheck>,
-    pool_full: &BTreeMap<&str, f64>,
-) -> Option<String> {
-    if generator.is_some_and(|g| g.saturated) {
-        return Some("the generator saturated its CPU (the level can't be measured here)".into());
-    }
-    let figures = operations.iter().map(|(name, op)| {
-        let figures = OperationFigures {
-            error_rate: op.error_rate,
-            dropped_rate: op.dropped_rate,
-            pool_full: pool_full.get(name.as_str()).copied().unwrap_or(0.0),
-            p95_ms: op.p95_ms,
-        };
-        (name.as_str(), figures)
-    });
-    first_broken(figures, limits)
-}
-
-/// Per operation, the seconds after `warmup_s`: counts from `timeseries.csv`, percentiles from
-/// the HDR interval logs.
-pub fn window_stats(dir: &Path, warmup_s: f64) -> Result<BTreeMap<String, WindowStats>, crate::report::ReportError> {
-    let run = RunData::load(dir)?;
-    let mut stats = BTreeMap::new();
-    for name in run.summary.operations.keys() {
-        let rows: Vec<_> = run.rows_of(name).filter(|r| r.t_s > warmup_s).collect();
-        // Rates divide by the seconds the schedule ran (rows with a target); a closed-model or
-        // follow-up operation by the seconds it ran.
-        let scheduled: Vec<_> = rows.iter().filter(|r| r.target_rate.is_some()).collect();
-        let seconds = if scheduled.is_empty() {
-            rows.iter().filter(|r| r.requests > 0.0).map(|r| r.interval_s).sum::<f64>()
-        } else {
-            scheduled.iter().map(|r| r.interval_s).sum::<f64>()
-        }
-        .max(1.0);
-        let requests: f64 = rows.iter().map(|r| r.requests).sum();
-        let errors: f64 = rows.iter().map(|r| r.errors).sum();
-        let dropped: f64 = rows.iter().map(|r| r.dropped).sum();
-        let latency = run.latency_since(name, warmup_s);
-        let q = |q: f64| if latency.is_empty() { 0.0 } else { latency.value_at_quantile(q) as f64 / 1000.0 };
-        stats.insert(
-            name.clone(),
-            WindowStats {
-                achieved_rate: requests / seconds,
-                requests,
-                error_rate: if requests > 0.0 { errors / requests } else { 0.0 },
-                dropped_rate: if requests + dropped > 0.0 { dropped / (requests + dropped) } else { 0.0 },
-                p95_ms: q(0.95),
-                p99_ms: q(0.99),
-            },
-        );
-    }
-    Ok(stats)
-}
-
 fn write_capacity(out: &Path, capacity: &Capacity) -> std::io::Result<()> {
-    crate::results::write_json_atomically(&out.join(layout::CAPACITY), capacity)
+    crate::atomic::write_json(&out.join(layout::CAPACITY), capacity)
 }
 
 /// `loadgen capacity-check`: the maximum sustainable load of each search in `current` against

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::recorder::{IntervalSnapshot, Operation};
-use crate::summary::Summary;
+use crate::engine::recorder::IntervalSnapshot;
+
+use crate::results::summary::Summary;
+use crate::target::operations::Operation;
 
 /// One progress line for the second that just ended.
 pub fn progress_line(

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
-use loadgen::docker::{self, ContainerSampler, RUN_LABEL};
+use loadgen::definition::options::{Deploy, RunArgs};
+use loadgen::definition::plan::Plan;
+use loadgen::deploy::docker::{self, RUN_LABEL};
 use loadgen::observe::ObservationLog;
+use loadgen::observe::containers::ContainerSampler;
 use loadgen::observe::resources::ResourceSource;
-use loadgen::plan::{Deploy, Plan, RunArgs};
 
 async fn containers_with_run_label(docker: &bollard::Docker) -> usize {
     let options = ListContainersOptions {
@@ -41,7 +43,7 @@ async fn a_short_scenario_3_in_containers_records_their_stats_and_leaves_nothing
         quiet: true,
         ..RunArgs::default()
     };
-    let plan = Plan::new(loadgen::scenarios::builtin("scenario3").unwrap(), &args).unwrap();
+    let plan = Plan::new(loadgen::definition::builtin::named("scenario3").unwrap(), &args).unwrap();
     let output = loadgen::run::execute(plan).await.expect("the run completes");
     assert_eq!(output.summary.interrupted, None);
     assert!(output.summary.operations["GET /v1/challenges"].requests >= 70);

@@ -5,8 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use loadgen::faults::{Fault, FaultKind};
-use loadgen::plan::{Plan, RunArgs};
+use loadgen::definition::fault::{Fault, FaultKind};
+use loadgen::definition::options::RunArgs;
+use loadgen::definition::plan::Plan;
 
 fn args(out: &std::path::Path) -> RunArgs {
     RunArgs { rps: Some(40.0), eps: Some(300.0), ..support::provisioned_args(out, 1_000) }
@@ -15,7 +16,7 @@ fn args(out: &std::path::Path) -> RunArgs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_answers_503_recovers_and_loses_nothing() {
     let out = tempfile::tempdir().unwrap();
-    let mut scenario = loadgen::scenarios::builtin("db-outage").unwrap();
+    let mut scenario = loadgen::definition::builtin::named("db-outage").unwrap();
     scenario.duration = Duration::from_secs(14);
     scenario.faults =
         vec![Fault { at: Duration::from_secs(3), lasts: Duration::from_secs(4), kind: FaultKind::DbStop }];
@@ -38,7 +39,7 @@ async fn a_database_outage_answers_503_recovers_and_loses_nothing() {
 
 #[test]
 fn a_database_fault_needs_a_provisioned_target_and_a_mock_fault_the_mock() {
-    let scenario = loadgen::scenarios::builtin("db-outage").unwrap();
+    let scenario = loadgen::definition::builtin::named("db-outage").unwrap();
     let external = RunArgs {
         api_url: Some("http://127.0.0.1:1".into()),
         grpc_url: Some("http://127.0.0.1:2".into()),
@@ -47,7 +48,7 @@ fn a_database_fault_needs_a_provisioned_target_and_a_mock_fault_the_mock() {
     };
     let error = Plan::new(scenario, &external).unwrap_err().to_string();
     assert!(error.contains("db-stop") && error.contains("provisioned"), "{error}");
-    let scenario = loadgen::scenarios::builtin("reward-slow").unwrap();
+    let scenario = loadgen::definition::builtin::named("reward-slow").unwrap();
     let error = Plan::new(scenario, &external).unwrap_err().to_string();
     assert!(error.contains("--reward-mock-url"), "{error}");
 }
@@ -55,7 +56,7 @@ fn a_database_fault_needs_a_provisioned_target_and_a_mock_fault_the_mock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_stampede_gives_exactly_one_200_and_one_grant() {
     let out = tempfile::tempdir().unwrap();
-    let scenario = loadgen::scenarios::builtin("claim-stampede").unwrap();
+    let scenario = loadgen::definition::builtin::named("claim-stampede").unwrap();
     let args = RunArgs { rps: None, eps: None, ..args(out.path()) };
     let plan = Plan::new(scenario, &args).unwrap();
     let output = loadgen::run::execute(plan).await.expect("the run completes");

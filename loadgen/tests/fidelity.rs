@@ -6,8 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use loadgen::executor::Executor;
-use loadgen::scenario::OperationKind;
+use loadgen::definition::executor::Executor;
+use loadgen::target::operations::OperationKind;
 use support::{SlowEndpoint, Stall, constant, grpc_server, ms, rest_server, run, workload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

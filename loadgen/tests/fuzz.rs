@@ -3,8 +3,8 @@
 //! properties: nothing panics, and every refusal is an error that names what was wrong. The case
 //! counts keep the whole file to seconds in CI; `FUZZ_CASES=N` runs N cases per property instead.
 
-use loadgen::scenario::Scenario;
-use loadgen::threshold::{Metric, ThresholdExpr};
+use loadgen::definition::scenario::Scenario;
+use loadgen::definition::threshold::{Metric, ThresholdExpr};
 use proptest::prelude::*;
 use serde_yaml::Value;
 

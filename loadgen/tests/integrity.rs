@@ -6,8 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use loadgen::plan::{Plan, RunArgs};
-use loadgen::threshold::ThresholdExpr;
+use loadgen::definition::options::RunArgs;
+use loadgen::definition::plan::Plan;
+use loadgen::definition::threshold::ThresholdExpr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_combined_run_keeps_the_books_and_says_so_in_the_summary_and_thresholds() {
@@ -18,7 +19,7 @@ async fn a_combined_run_keeps_the_books_and_says_so_in_the_summary_and_threshold
         duration: Some(Duration::from_secs(4)),
         ..support::provisioned_args(out.path(), 2_000)
     };
-    let mut scenario = loadgen::scenarios::builtin("scenario3").unwrap();
+    let mut scenario = loadgen::definition::builtin::named("scenario3").unwrap();
     // Every fifth user has completed goals to claim.
     scenario.seed.completed_fraction = 0.2;
     for name in ["events_lost", "events_double_applied", "claims_double_granted", "goals_claimed_without_grant"] {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use loadgen::observe::postgres::PgSampler;
 use loadgen::observe::resources::{ProcessSampler, ProcessTarget};
-use sut::pg::{ClusterOptions, PgCluster};
+use sut::pg_cluster::{ClusterOptions, PgCluster};
 
 /// Kills the child when the test ends, however it ends.
 struct Reaped(Child);

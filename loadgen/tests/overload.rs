@@ -7,12 +7,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use loadgen::executor::auto_pool;
-use loadgen::recorder::{Operation, OperationTotals};
-use loadgen::report::analysis::{Limits, POOL_EXHAUSTED, first_broken, pool_full_share};
-use loadgen::scenario::OperationKind;
-use loadgen::summary::{self, OperationSummary};
-use loadgen::threshold::{Measurements, Metric, MetricSource, ThresholdExpr};
+use loadgen::definition::executor::auto_pool;
+use loadgen::definition::threshold::{Metric, ThresholdExpr};
+use loadgen::engine::recorder::OperationTotals;
+use loadgen::results::summary::{self, OperationSummary};
+use loadgen::target::operations::Operation;
+use loadgen::target::operations::OperationKind;
+use loadgen::verdict::limits::{Limits, POOL_EXHAUSTED, first_broken, pool_full_share};
+use loadgen::verdict::source::{Measurements, MetricSource};
 use support::{SlowEndpoint, Stall, constant, grpc_server_with, ms, rest_server, run, workload};
 
 const LATENESS: Duration = Duration::from_millis(50);
@@ -49,7 +51,7 @@ async fn a_slow_target_behind_a_small_pool_shows_the_overload_and_names_the_pool
     let limits = Limits::default();
     let figures = [(
         "GET /v1/challenges",
-        loadgen::report::analysis::OperationFigures {
+        loadgen::verdict::limits::OperationFigures {
             error_rate: op.error_rate,
             dropped_rate: op.dropped_ratio,
             pool_full: pool_full_share(&op),
@@ -139,7 +141,7 @@ async fn instant_failures_are_kept_out_of_the_expected_response_figures() {
 async fn a_stopped_run_still_accounts_for_what_came_due() {
     let url = rest_server(SlowEndpoint::new(Duration::from_millis(1), Stall::none())).await;
     let workload = workload(vec![]);
-    let stop = loadgen::stop::Stop::new();
+    let stop = loadgen::engine::stop::Stop::new();
     let stopper = stop.clone();
     let recorder = workload.recorder.clone();
     // Stops once 300 arrivals have come due (1.5 s of 10 s).
@@ -147,7 +149,7 @@ async fn a_stopped_run_still_accounts_for_what_came_due() {
         loop {
             let scheduled: u64 = recorder.totals().iter().map(|t| t.scheduled()).sum();
             if scheduled >= 300 {
-                stopper.stop(loadgen::stop::StopReason::Signal);
+                stopper.stop(loadgen::engine::stop::StopReason::Signal);
                 return;
             }
             tokio::task::yield_now().await;
@@ -163,7 +165,7 @@ async fn a_stopped_run_still_accounts_for_what_came_due() {
         stop,
     )
     .await;
-    assert_eq!(outcome.stopped, Some(loadgen::stop::StopReason::Signal));
+    assert_eq!(outcome.stopped, Some(loadgen::engine::stop::StopReason::Signal));
     assert!(totals.scheduled() < 2000, "arrivals after the stop never came due: {}", totals.scheduled());
     assert_eq!(totals.requests() + totals.dropped(), totals.scheduled());
 }

@@ -5,11 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use loadgen::report::analysis::Limits;
-use loadgen::report::data::RunData;
-use loadgen::report::documents::CapacityModel;
+use loadgen::report::model::CapacityModel;
 use loadgen::report::{self, compare};
-use loadgen::summary::Summary;
+use loadgen::results::read::RunData;
+use loadgen::results::summary::Summary;
+use loadgen::verdict::limits::Limits;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small-run")

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use loadgen::plan::RunArgs;
+use loadgen::definition::options::RunArgs;
 use loadgen::sweep::{self, SweepArgs, SweepMode};
 use tokio::time::Instant;
 

@@ -4,8 +4,8 @@
 
 mod support;
 
-use loadgen::plan::Plan;
-use loadgen::scenario::Scenario;
+use loadgen::definition::plan::Plan;
+use loadgen::definition::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_that_complete_goals_claim_them_and_every_arrival_is_accounted_for() {

@@ -19,7 +19,7 @@ use sut::events::buffer::{Entry, EventBuffer};
 use sut::events::grpc::{EventMetrics, EventService};
 use sut::events::store::{PerGoalStore, PerStatStore, ProgressStore};
 use sut::events::update::StatValues;
-use sut::pg::{ClusterOptions, PgCluster};
+use sut::pg_cluster::{ClusterOptions, PgCluster};
 
 fn reference() -> Arc<ChallengeConfig> {
     Arc::new(parse("reference", &generate_challenges(FixtureShape::default()).to_string(), false).unwrap())

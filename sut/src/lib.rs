@@ -18,8 +18,9 @@
 //! - [`services`]: each service as an application that binds its ports and runs until shut
 //!   down; the binaries in `src/bin` are thin wrappers around them.
 //! - [`profiling`]: the CPU flamegraph endpoint of every admin port.
-//! - [`pg`]: a throwaway PostgreSQL cluster (initdb in a temporary folder), for tests and the
-//!   harness's self-provisioned runs.
+//! - [`pg_cluster`]: a throwaway PostgreSQL cluster (initdb in a temporary folder), for tests
+//!   and the harness's self-provisioned runs (not to be confused with [`db`], the services' own
+//!   database access).
 //! - [`metrics`], [`duration`], [`shutdown`]: small shared pieces.
 
 pub mod api;
@@ -29,7 +30,7 @@ pub mod db;
 pub mod duration;
 pub mod events;
 pub mod metrics;
-pub mod pg;
+pub mod pg_cluster;
 pub mod profiling;
 pub mod reward;
 pub mod services;

@@ -30,8 +30,9 @@ use sut::db::Status;
 use sut::events::derive::Rule;
 
 use super::Integrity;
-use super::ledger::{ClaimBook, Ledger, Source, SourceBook};
-use crate::http::{Keep, RestClient, RestTarget};
+use crate::engine::http::{Keep, RestClient, RestTarget};
+use crate::engine::ledger::{ClaimBook, Ledger, SourceBook};
+use crate::target::operations::Source;
 
 /// Goals' (progress, status) per audited user, by goal position in the configuration.
 pub type Snapshot = HashMap<usize, Vec<(i64, Status)>>;
@@ -467,7 +468,7 @@ fn reward_type(goal: &Goal) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::integrity::Fate;
+    use crate::target::checks::Fate;
 
     const CONFIG: &str = r#"{"challenges":[{"id":"c","name":"C","goals":[
       {"id":"logins","name":"n","type":"increment","event_source":"login","requirement":{"stat_code":"login_count","target_value":100},"reward":{"type":"WALLET","reward_id":"GEMS","quantity":1}},

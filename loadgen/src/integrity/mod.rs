@@ -2,7 +2,7 @@
 //!
 //! A load test that only measures latency cannot tell a fast SUT from one that is fast because it
 //! loses events. The harness knows every event the SUT accepted and every claim that succeeded
-//! ([`ledger`]); after the load it reads each audited user's goals through the REST API, counts
+//! ([`crate::engine::ledger`]); after the load it reads each audited user's goals through the REST API, counts
 //! the reward mock's grants where the mock is ours, and judges them under SPEC §1 ([`audit`]).
 //! The result is `integrity` in `summary.json`, a section of the Baseline report, and four
 //! threshold metrics: `events_lost`, `events_double_applied`, `claims_double_granted`,
@@ -12,15 +12,10 @@
 //! 2,000), so a run with a million users reads a bounded number of goal lists.
 
 pub mod audit;
-pub mod ledger;
 
 use serde::{Deserialize, Serialize};
 
 pub use audit::{Auditor, GrantRow, Snapshot};
-pub use ledger::{Fate, Ledger, Source};
-
-/// How many audited users the books are read for by default.
-pub const DEFAULT_AUDIT_USERS: usize = 2_000;
 
 /// The audit's outcome, in `summary.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

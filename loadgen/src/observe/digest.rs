@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ObservationLog;
-use super::postgres::{self, DatabaseEnd, ExplainedQuery, StatementDelta};
+use super::postgres::{self, DatabaseEnd, StatementDelta};
+use crate::target::database::ExplainedQuery;
 
 /// The generator counts as saturated above this share of its CPU limit (3-second average).
 pub const GENERATOR_SATURATION: f64 = 0.9;

@@ -6,8 +6,8 @@
 //! they come to `observations.csv` and kept for the summary:
 //!
 //! - [`resources`]: CPU, memory, threads and open files per component, behind the
-//!   [`resources::ResourceSource`] interface (processes on this machine here; containers use the
-//!   same interface).
+//!   [`resources::ResourceSource`] interface: processes on this machine, and [`containers`]
+//!   through the Docker engine's stats streams.
 //! - [`postgres`]: connections, commits, cache hits, lock waits, the table; `pg_stat_statements`
 //!   deltas over the run and `EXPLAIN (ANALYZE, BUFFERS)` of the key queries at the end.
 //! - [`prometheus`]: the SUT services' `/metrics`, turned into per-second values.
@@ -15,6 +15,7 @@
 //! - [`digest`]: the summary's `resources`, `database` and `services` sections, and the
 //!   generator-saturation warnings, computed from the observations.
 
+pub mod containers;
 pub mod digest;
 pub mod postgres;
 pub mod profile;

@@ -60,7 +60,7 @@ pub async fn take_profiles(
         async move {
             let url = profile_url(&metrics_url, seconds);
             match fetch_svg(&client, &url).await {
-                Ok(svg) => crate::results::write_atomically(&dir.join(format!("{service}.svg")), &svg)
+                Ok(svg) => crate::atomic::write(&dir.join(format!("{service}.svg")), &svg)
                     .err()
                     .map(|e| format!("{service}: writing its profile: {e}")),
                 Err(e) => Some(format!("{service}: profile from {url}: {e}")),

@@ -1,117 +1,10 @@
-//! What the numbers mean: whether a level was sustainable, the maximum sustainable load of a
-//! set of runs, and which resource saturated first (with the evidence).
-
-use serde::{Deserialize, Serialize};
+//! Which resource saturated first in a run, with the evidence (whether a level held is
+//! [`crate::verdict`]'s).
 
 use crate::observe::ObservationLog;
-use crate::recorder::Operation;
-use crate::summary::Summary;
 
-use super::data::RunData;
-
-/// The limits a level must keep to count as sustainable (the plan's defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Highest error rate of any operation.
-    pub error_rate: f64,
-    /// Highest API p95 (corrected), ms.
-    pub api_p95_ms: f64,
-    /// Highest event p95 (corrected), ms.
-    pub event_p95_ms: f64,
-    /// Highest share of arrivals dropped.
-    pub dropped_rate: f64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { error_rate: 0.01, api_p95_ms: 2000.0, event_p95_ms: 500.0, dropped_rate: 0.01 }
-    }
-}
-
-/// The first limit a run broke, as text (`event p95 812 ms > 500 ms`), or None.
-pub fn broken_limit(summary: &Summary, limits: &Limits) -> Option<String> {
-    if let Some(reason) = &summary.interrupted {
-        return Some(format!("the run ended early ({reason})"));
-    }
-    let figures = summary.operations.iter().map(|(name, op)| {
-        (
-            name.as_str(),
-            OperationFigures {
-                error_rate: op.error_rate,
-                dropped_rate: op.dropped_ratio,
-                pool_full: pool_full_share(op),
-                p95_ms: op.latency_ms.p95,
-            },
-        )
-    });
-    first_broken(figures, limits)
-}
-
-/// Of an operation's dropped arrivals, the share that found every virtual user busy.
-pub fn pool_full_share(op: &crate::summary::OperationSummary) -> f64 {
-    if op.dropped == 0 { 0.0 } else { op.dropped_pool_full as f64 / op.dropped as f64 }
-}
-
-/// The figures of one operation that the limits judge.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OperationFigures {
-    /// `errors / requests`.
-    pub error_rate: f64,
-    /// `dropped / arrivals`.
-    pub dropped_rate: f64,
-    /// Of the dropped, the share that found every virtual user busy.
-    pub pool_full: f64,
-    /// Corrected p95, ms.
-    pub p95_ms: f64,
-}
-
-/// What [`first_broken`] says of a level whose drops came from a full generator pool while the
-/// target kept its latency limit: not the target's capacity.
-pub const POOL_EXHAUSTED: &str = "generator pool exhausted";
-
-/// The first limit broken by any operation: errors, then the p95 (event operations against the
-/// event p95, the end-to-end probe against none, the rest against the API p95), then drops.
-/// Drops that mostly came due with every virtual user busy while the p95 kept its limit are
-/// reported as [`POOL_EXHAUSTED`]; the others are the generator's own lateness.
-pub fn first_broken<'a>(
-    operations: impl Iterator<Item = (&'a str, OperationFigures)>,
-    limits: &Limits,
-) -> Option<String> {
-    for (name, op) in operations {
-        if op.error_rate > limits.error_rate {
-            return Some(format!("{name} errors {:.2}% > {:.2}%", op.error_rate * 100.0, limits.error_rate * 100.0));
-        }
-        let latency_limit = match Operation::named(name) {
-            // Whole sessions include think times: their steps are judged instead.
-            Some(Operation::EndToEnd | Operation::Session) => None,
-            Some(op) if op.is_grpc() => Some((limits.event_p95_ms, "event")),
-            _ => Some((limits.api_p95_ms, "API")),
-        };
-        // A target over its latency limit fills any pool sized for that limit: the latency is
-        // the finding, the drops its consequence.
-        if let Some((limit, kind)) = latency_limit
-            && op.p95_ms > limit
-        {
-            return Some(format!("{kind} p95 ({name}) {:.0} ms > {limit:.0} ms", op.p95_ms));
-        }
-        if op.dropped_rate > limits.dropped_rate {
-            if op.pool_full >= 0.5 {
-                return Some(format!(
-                    "{POOL_EXHAUSTED}: {name} dropped {:.2}% with every virtual user busy while its p95 ({:.0} ms) \
-                     kept its limit; not the target's capacity (raise max_vus)",
-                    op.dropped_rate * 100.0,
-                    op.p95_ms
-                ));
-            }
-            return Some(format!(
-                "{name} dropped {:.2}% > {:.2}%",
-                op.dropped_rate * 100.0,
-                limits.dropped_rate * 100.0
-            ));
-        }
-    }
-    None
-}
+use crate::results::read::RunData;
+use crate::target::operations::Operation;
 
 /// One candidate bottleneck and what the data says about it.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,9 +105,10 @@ pub fn bottlenecks(run: &RunData) -> Vec<Finding> {
             evidence: format!("flushes took up to {mean_max:.2} s on average per second; at ≥ 1 s the flusher falls behind the 1 s interval"),
         });
     }
-    if let (Some(claim), Some(get)) =
-        (run.summary.operations.get("POST claim"), run.summary.operations.get("GET /v1/challenges"))
-    {
+    if let (Some(claim), Some(get)) = (
+        run.summary.operations.get(Operation::Claim.name()),
+        run.summary.operations.get(Operation::GetChallenges.name()),
+    ) {
         let failures: u64 = claim.errors_by_kind.iter().filter(|(k, _)| k.contains("502")).map(|(_, n)| *n).sum();
         let reward_bound = failures > 0 || claim.service_time_ms.p50 > 10.0 * get.service_time_ms.p50.max(0.1);
         findings.push(Finding {
@@ -230,25 +124,4 @@ pub fn bottlenecks(run: &RunData) -> Vec<Finding> {
     }
     findings.sort_by_key(|f| f.saturated_at.unwrap_or(u64::MAX));
     findings
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn verdict(dropped_rate: f64, pool_full: f64, p95_ms: f64) -> Option<String> {
-        let figures = OperationFigures { error_rate: 0.0, dropped_rate, pool_full, p95_ms };
-        first_broken([("OnMessage stat", figures)].into_iter(), &Limits::default())
-    }
-
-    #[test]
-    fn drops_are_named_by_their_cause() {
-        assert_eq!(verdict(0.0, 0.0, 20.0), None);
-        let over = verdict(0.2, 0.9, 900.0).unwrap();
-        assert!(over.starts_with("event p95"), "a slow target fills any pool: {over}");
-        let pool = verdict(0.2, 0.9, 20.0).unwrap();
-        assert!(pool.starts_with(POOL_EXHAUSTED), "{pool}");
-        let late = verdict(0.2, 0.1, 20.0).unwrap();
-        assert!(late.starts_with("OnMessage stat dropped 20.00%"), "free users the generator ran late: {late}");
-    }
 }

@@ -1,8 +1,8 @@
 //! `loadgen report --compare A B`: each operation's numbers in run A (the baseline) and run B,
 //! the change, and whether it is a regression beyond the tolerance.
 
-use super::data::RunData;
-use super::doc::{Block, Doc};
+use super::markup::{Block, Doc};
+use crate::results::read::RunData;
 
 /// One compared figure.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,29 +2,37 @@
 //! the Capacity Planning Guide and the Performance Tuning Guide, each as one self-contained HTML
 //! file and as Markdown with SVG charts for the book; and the comparison of two runs.
 //!
-//! - [`data`]: a results folder read back.
-//! - [`analysis`]: limits, the maximum sustainable load, the bottleneck and its evidence.
-//! - [`charts`]: plotters charts as SVG.
-//! - [`doc`]: documents as blocks, rendered to HTML and Markdown.
-//! - [`documents`]: the three documents.
-//! - [`compare`]: two runs side by side, regressions marked.
+//! Runs are read back by [`crate::results::read`] and judged by [`crate::verdict`]; this folder
+//! only presents them.
+//!
+//! - [`baseline`], [`capacity`], [`tuning`]: the three documents, one file each.
+//! - [`model`]: the capacity model (DAU tiers) the Capacity Planning Guide applies.
+//! - [`analysis`]: which resource saturated first, with the evidence.
 //! - [`settings`]: runs that differ in a SUT setting, side by side in the Tuning Guide.
+//! - [`compare`]: two runs side by side, regressions marked.
+//! - [`figures`]: the charts a document shows; [`charts`]: plotters charts as SVG.
+//! - [`offered`]: a scenario's offered load, drawn without running it.
+//! - [`markup`]: documents as blocks, rendered to HTML and Markdown; [`format`]: shared formats.
 
 pub mod analysis;
+pub mod baseline;
+pub mod capacity;
 pub mod charts;
 pub mod compare;
-pub mod data;
-pub mod doc;
-pub mod documents;
+pub mod figures;
+pub mod format;
+pub mod markup;
+pub mod model;
 pub mod offered;
 pub mod settings;
+pub mod tuning;
 
 use std::path::{Path, PathBuf};
 
-use self::analysis::Limits;
-use self::data::RunData;
-use self::doc::Doc;
-use self::documents::CapacityModel;
+use self::markup::Doc;
+use self::model::CapacityModel;
+use crate::results::read::RunData;
+use crate::verdict::limits::Limits;
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +43,9 @@ pub enum ReportError {
     /// Writing the report failed.
     #[error("writing {0}: {1}")]
     Output(PathBuf, std::io::Error),
+    /// A results folder could not be read.
+    #[error(transparent)]
+    Read(#[from] crate::results::read::ReadError),
     /// The capacity model file is malformed.
     #[error("{0}")]
     Model(String),
@@ -64,8 +75,7 @@ pub fn render(
     if runs.is_empty() {
         return Err(ReportError::Input(out.to_path_buf(), "no results folders given".into()));
     }
-    let docs =
-        [documents::baseline(&runs, limits), documents::capacity(&runs, limits, model), documents::tuning(&runs)];
+    let docs = [baseline::baseline(&runs, limits), capacity::capacity(&runs, limits, model), tuning::tuning(&runs)];
     write_documents(&docs, out, formats)
 }
 
@@ -91,9 +101,9 @@ pub fn write_documents(docs: &[Doc], out: &Path, formats: Formats) -> Result<Vec
     Ok(written)
 }
 
-/// [`crate::results::write_atomically`], its error naming the file.
+/// [`crate::atomic::write`], its error naming the file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    crate::results::write_atomically(path, bytes).map_err(|e| ReportError::Output(path.to_path_buf(), e))
+    crate::atomic::write(path, bytes).map_err(|e| ReportError::Output(path.to_path_buf(), e))
 }
 
 /// Reads a capacity model (YAML), or the default.

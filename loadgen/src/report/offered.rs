@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::charts::{Series, line_chart};
-use crate::scenario::Scenario;
+use crate::definition::scenario::Scenario;
 
 /// The offered-load chart of `scenario` (SVG); an error names a stream that cannot be drawn.
 pub fn offered_load_chart(scenario: &Scenario) -> Result<String, String> {
@@ -27,7 +27,7 @@ pub fn offered_load_chart(scenario: &Scenario) -> Result<String, String> {
         }
         let counted: Vec<(f64, f64)> =
             per_second.iter().enumerate().map(|(s, n)| (s as f64 + 0.5, *n as f64)).collect();
-        let poisson = stream.arrivals == Some(crate::scenario::ArrivalProcess::Poisson);
+        let poisson = stream.arrivals == Some(crate::definition::stream::ArrivalProcess::Poisson);
         if poisson {
             let curve: Vec<(f64, f64)> = (0..=seconds * 4)
                 .map(|q| {
@@ -52,8 +52,8 @@ mod tests {
 
     #[test]
     fn every_built_in_open_scenario_draws_its_offered_load() {
-        for (name, _) in crate::scenarios::BUILTIN {
-            let scenario = crate::scenarios::builtin(name).unwrap();
+        for (name, _) in crate::definition::builtin::BUILTIN {
+            let scenario = crate::definition::builtin::named(name).unwrap();
             let svg = offered_load_chart(&scenario).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(svg.starts_with("<svg") && svg.contains("offered load"), "{name}");
         }

@@ -1,10 +1,11 @@
 //! Runs that differ in a setting of the system under test (`--store`, a service flag), side by
 //! side in the Performance Tuning Guide: what was set, and what each run achieved with it.
 
+use crate::target::operations::Operation;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::data::RunData;
-use super::doc::Doc;
+use super::markup::Doc;
+use crate::results::read::RunData;
 
 /// A run's SUT settings from its `run.json`: `store` and every `service --flag` passed.
 pub fn sut_settings(run: &RunData) -> BTreeMap<String, String> {
@@ -68,7 +69,8 @@ pub fn compare(doc: &mut Doc, runs: &[RunData]) -> bool {
         .map(|run| {
             let settings = sut_settings(run);
             let ops = &run.summary.operations;
-            let events: Vec<_> = ["OnMessage login", "OnMessage stat"].iter().filter_map(|n| ops.get(*n)).collect();
+            let is_event = |name: &str| Operation::named(name).is_some_and(Operation::is_grpc);
+            let events: Vec<_> = ops.iter().filter(|(name, _)| is_event(name)).map(|(_, o)| o).collect();
             let achieved: f64 = events.iter().map(|o| o.achieved_rate).sum();
             let requests: u64 = events.iter().map(|o| o.requests).sum();
             let share = |count: u64| if requests == 0 { 0.0 } else { count as f64 / requests as f64 };
@@ -77,7 +79,7 @@ pub fn compare(doc: &mut Doc, runs: &[RunData]) -> bool {
             let dropped = events.iter().map(|o| o.dropped).sum::<u64>() as f64 / (arrivals.max(1) as f64);
             let event_p95 =
                 events.iter().map(|o| o.latency_ms.p95).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-            let api_p95 = ops.get("GET /v1/challenges").map(|o| o.latency_ms.p95);
+            let api_p95 = ops.get(Operation::GetChallenges.name()).map(|o| o.latency_ms.p95);
             let postgres =
                 run.summary.resources.as_ref().and_then(|r| r.components.get("postgres")).map(|c| c.cpu_percent_mean);
             let top = run.summary.database.as_ref().and_then(|d| d.top_statements.first()).map(|s| {

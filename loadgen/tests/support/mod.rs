@@ -14,12 +14,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use loadgen::engine::{self, EngineOptions, EngineOutcome, StreamPlan};
-use loadgen::executor::Executor;
-use loadgen::recorder::{Operation, OperationTotals, Recorder};
-use loadgen::scenario::OperationKind;
-use loadgen::stop::Stop;
-use loadgen::workload::{RestAuth, Workload};
+use loadgen::definition::executor::Executor;
+use loadgen::definition::plan::StreamPlan;
+use loadgen::engine::recorder::{OperationTotals, Recorder};
+use loadgen::engine::stop::Stop;
+use loadgen::engine::workload::{RestAuth, Workload};
+use loadgen::engine::{self, EngineOptions, EngineOutcome};
+use loadgen::target::operations::Operation;
+use loadgen::target::operations::OperationKind;
 use proto::statistic::StatItemUpdated;
 use proto::statistic::statistic_stat_item_updated_service_server::{
     StatisticStatItemUpdatedService, StatisticStatItemUpdatedServiceServer,
@@ -148,7 +150,7 @@ pub fn workload(channels: Vec<Channel>) -> Arc<Workload> {
         request_timeout: Duration::from_secs(10),
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(0),
-        ledger: Arc::new(loadgen::integrity::Ledger::new(100, 0)),
+        ledger: Arc::new(loadgen::engine::ledger::Ledger::new(100, 0)),
         event_retries: 0,
         stampede: None,
     })
@@ -212,8 +214,8 @@ pub fn ms(h: &hdrhistogram::Histogram<u64>, q: f64) -> f64 {
 }
 
 /// Options of a short run against the provisioned SUT writing to `out`, auditing `audit_users`.
-pub fn provisioned_args(out: &std::path::Path, audit_users: usize) -> loadgen::plan::RunArgs {
-    loadgen::plan::RunArgs {
+pub fn provisioned_args(out: &std::path::Path, audit_users: usize) -> loadgen::definition::options::RunArgs {
+    loadgen::definition::options::RunArgs {
         out: Some(out.join("run")),
         namespace: "test".into(),
         base_path: "/challenge".into(),
@@ -223,6 +225,6 @@ pub fn provisioned_args(out: &std::path::Path, audit_users: usize) -> loadgen::p
         audit_users,
         audit_settle: Duration::from_secs(20),
         quiet: true,
-        ..loadgen::plan::RunArgs::default()
+        ..loadgen::definition::options::RunArgs::default()
     }
 }

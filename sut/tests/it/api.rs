@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 use sut::events::store::StoreKind;
-use sut::pg::PgCluster;
+use sut::pg_cluster::PgCluster;
 use sut::reward::Latency;
 use sut::services::challenge::AuthMode;
 

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 use sut::challenges::{self, ChallengeConfig, GoalType};
 use sut::events::store::{Store, StoreKind, UserProgress};
-use sut::pg::PgCluster;
+use sut::pg_cluster::PgCluster;
 use tonic::Code;
 use tonic::transport::Channel;
 

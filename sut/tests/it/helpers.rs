@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection, PgPool};
 use sut::challenges::{self, ChallengeConfig, FixtureShape};
 use sut::events::store::StoreKind;
-use sut::pg::{ClusterGuard, ClusterOptions, PgCluster};
+use sut::pg_cluster::{ClusterGuard, ClusterOptions, PgCluster};
 use sut::reward::{Latency, MockStats};
 use sut::services::challenge::{AuthMode, ChallengeService, ChallengeServiceSettings};
 use sut::services::event_handler::{EventHandler, EventHandlerSettings};

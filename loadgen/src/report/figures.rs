@@ -1,0 +1,171 @@
+//! The charts the documents show: one run's (latency spectrum, rates, resources, the database)
+//! and those across levels (latency and throughput against the offered load).
+
+use std::collections::BTreeMap;
+
+use super::charts::{self, Series};
+use super::markup::Doc;
+use crate::results::read::{RunData, by_offered_load};
+
+/// The charts of one run.
+pub fn run_charts(doc: &mut Doc, run: &RunData) {
+    let id = |what: &str| format!("{}-{what}", slug(&run.name));
+    let ops: Vec<(String, &hdrhistogram::Histogram<u64>, &hdrhistogram::Histogram<u64>)> =
+        run.histograms.iter().map(|(name, (l, s))| (name.clone(), l, s)).collect();
+    doc.chart(
+        &id("spectrum"),
+        &format!("Latency percentile spectrum, {} (corrected solid, service time faint)", run.level_label()),
+        chart(charts::spectrum_chart("Latency by percentile", &ops)),
+    );
+    for op in run.summary.operations.keys() {
+        // Seconds without a completed request have no latency to draw.
+        let rows: Vec<_> = run.rows_of(op).filter(|r| r.requests > 0.0).collect();
+        let series = ["p50", "p95", "p99"]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Series::new(*name, rows.iter().map(|r| (r.t_s, r.latency[i])).collect()))
+            .collect::<Vec<_>>();
+        doc.chart(
+            &id(&format!("latency-{}", slug(op))),
+            &format!("{op}: corrected latency per second"),
+            chart(charts::line_chart(&format!("{op}: latency over time"), "second", "ms", &series)),
+        );
+    }
+    let mut rate = Vec::new();
+    let mut errors = Vec::new();
+    for op in run.summary.operations.keys() {
+        let rows: Vec<_> = run.rows_of(op).collect();
+        rate.push(Series::new(format!("{op} achieved"), rows.iter().map(|r| (r.t_s, r.request_rate())).collect()));
+        if rows.iter().any(|r| r.target_rate.is_some()) {
+            rate.push(Series::faint(
+                format!("{op} target"),
+                rows.iter().map(|r| (r.t_s, r.target_rate.unwrap_or(0.0))).collect(),
+            ));
+        }
+        if rows.iter().any(|r| r.dropped > 0.0) {
+            rate.push(Series::new(format!("{op} dropped"), rows.iter().map(|r| (r.t_s, r.dropped_rate())).collect()));
+        }
+        errors.push(Series::new(op.clone(), rows.iter().map(|r| (r.t_s, r.errors)).collect()));
+    }
+    doc.chart(
+        &id("rate"),
+        "Achieved vs target rate, and dropped arrivals, per second",
+        chart(charts::line_chart("Rate over time", "second", "per second", &rate)),
+    );
+    doc.chart(
+        &id("errors"),
+        "Errors per second",
+        chart(charts::line_chart("Errors over time", "second", "errors", &errors)),
+    );
+    let log = &run.observations;
+    let components: Vec<&str> = log.components().into_iter().filter(|c| *c != "machine").collect();
+    // One line per component that has the metric, values scaled for the axis.
+    let per_component = |metric: &str, scale: f64| -> Vec<Series> {
+        components
+            .iter()
+            .filter(|c| log.series(c, metric).next().is_some())
+            .map(|c| Series::new(*c, log.series(c, metric).map(|(t, v)| (t as f64, v * scale)).collect()))
+            .collect()
+    };
+    let cpu = per_component("cpu_percent", 1.0);
+    doc.chart(
+        &id("cpu"),
+        "CPU per component (100% = one core)",
+        chart(charts::line_chart("CPU over time", "second", "% of one core", &cpu)),
+    );
+    let memory = per_component("memory_bytes", 1.0 / 1_048_576.0);
+    doc.chart(
+        &id("memory"),
+        "Resident memory per component",
+        chart(charts::line_chart("Memory over time", "second", "MiB", &memory)),
+    );
+    let pools: Vec<Series> = run
+        .summary
+        .services
+        .keys()
+        .filter_map(|s| {
+            let size: BTreeMap<u64, f64> = log.series(s, "db_pool_connections_max").collect();
+            let points: Vec<(f64, f64)> = log
+                .series(s, "db_pool_connections_active")
+                .filter_map(|(t, v)| Some((t as f64, v / size.get(&t).filter(|m| **m > 0.0)? * 100.0)))
+                .collect();
+            (!points.is_empty()).then(|| Series::new(format!("{s} pool busy %"), points))
+        })
+        .collect();
+    doc.chart(
+        &id("pool"),
+        "Connection pool in use, % of its size",
+        chart(charts::line_chart("Pool over time", "second", "% busy", &pools)),
+    );
+    let buffer: Vec<Series> = [("event_buffer_size", "buffer entries"), ("event_buffer_limit", "limit")]
+        .iter()
+        .map(|(metric, name)| {
+            Series::new(*name, log.series("event-handler", metric).map(|(t, v)| (t as f64, v)).collect())
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    doc.chart(
+        &id("buffer"),
+        "Event buffer entries waiting to be flushed",
+        chart(charts::line_chart("Buffer over time", "second", "entries", &buffer)),
+    );
+}
+
+/// Latency and throughput against the offered load, across levels.
+pub fn level_charts(doc: &mut Doc, runs: &[RunData]) {
+    let ordered = by_offered_load(runs);
+    let mut ops: Vec<String> = ordered.iter().flat_map(|r| r.summary.operations.keys().cloned()).collect();
+    ops.sort();
+    ops.dedup();
+    let offered = |r: &RunData, op: &str| r.summary.operations.get(op).and_then(|o| o.target_rate);
+    let mut latency = Vec::new();
+    let mut throughput = Vec::new();
+    for op in &ops {
+        let points = |f: &dyn Fn(&crate::results::summary::OperationSummary) -> f64| -> Vec<(f64, f64)> {
+            ordered.iter().filter_map(|r| Some((offered(r, op)?, f(r.summary.operations.get(op)?)))).collect()
+        };
+        let p95 = points(&|o| o.latency_ms.p95);
+        if p95.is_empty() {
+            continue;
+        }
+        latency.push(Series::new(format!("{op} p95"), p95));
+        latency.push(Series::faint(format!("{op} p99"), points(&|o| o.latency_ms.p99)));
+        throughput.push(Series::new(format!("{op} achieved"), points(&|o| o.achieved_rate)));
+        throughput.push(Series::faint(format!("{op} offered"), points(&|o| o.target_rate.unwrap_or(0.0))));
+    }
+    doc.chart(
+        "levels-latency",
+        "Corrected latency against offered load (the knee is where it turns up)",
+        chart(charts::line_chart("Latency vs offered load", "offered per second", "ms", &latency)),
+    );
+    doc.chart(
+        "levels-throughput",
+        "Achieved against offered load",
+        chart(charts::line_chart(
+            "Throughput vs offered load",
+            "offered per second",
+            "achieved per second",
+            &throughput,
+        )),
+    );
+}
+
+pub(super) fn chart(result: Result<Option<String>, String>) -> Option<String> {
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "a chart could not be drawn");
+        None
+    })
+}
+
+/// A file-name-safe form of a name.
+pub fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_owned()
+}

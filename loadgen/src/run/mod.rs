@@ -1,0 +1,146 @@
+//! # One run, from plan to results folder
+//!
+//! [`execute`] conducts: it prepares the target, starts what runs alongside the engine, runs the
+//! engine, collects what was found, summarises, writes the folder and its report, and tears
+//! down. Each step is one file:
+//!
+//! - [`info`]: `run.json` (what ran, where, how it ended).
+//! - [`prepare`]: the target set up or checked, fixtures, seeding, the workload.
+//! - [`audit`]: the integrity audit's books before and after the load.
+//! - [`alongside`]: the tasks beside the engine (signals, the service watcher, samplers, the
+//!   profiler, the fault injector, the per-second [`sampler`]), started and finished.
+//! - [`observing`]: the samplers assembled for the run.
+//! - [`summarize`]: `summary.json` from all of it.
+
+mod alongside;
+mod audit;
+mod info;
+mod observing;
+mod prepare;
+mod sampler;
+mod summarize;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::definition::plan::Plan;
+use crate::deploy::DeployError;
+use crate::engine::stop::{Stop, StopReason};
+use crate::engine::{self, EngineError, EngineOptions};
+use crate::report::Formats;
+use crate::report::model::CapacityModel;
+use crate::results::summary::{self, Summary};
+use crate::results::{ResultsDir, layout};
+use crate::target::FixtureError;
+use crate::verdict::limits::Limits;
+
+use self::alongside::Alongside;
+use self::info::RunInfo;
+
+/// Why a run failed (as opposed to finishing with failed thresholds).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The results folder could not be written.
+    #[error("results folder: {0}")]
+    Results(#[from] std::io::Error),
+    /// A fixture is unreadable or inconsistent, or could not be seeded.
+    #[error(transparent)]
+    Fixture(#[from] FixtureError),
+    /// The target could not be set up or reached.
+    #[error("{0}")]
+    Environment(#[from] DeployError),
+    /// The target is not reachable.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A signal (Ctrl-C, SIGTERM) before the load started.
+    #[error("interrupted by a signal before the load started")]
+    Interrupted,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The summary written to `summary.json`.
+    pub summary: Summary,
+    /// The results folder.
+    pub folder: PathBuf,
+    /// Why the run stopped early, if it did.
+    pub stopped: Option<StopReason>,
+}
+
+/// How long before the schedules' start every virtual user is started.
+const LEAD: Duration = Duration::from_millis(200);
+
+/// Runs `plan` to the end and writes its results folder.
+pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
+    let results = ResultsDir::create(&plan.out)?;
+    let mut info = RunInfo::start(&plan);
+    results.write_json(layout::RUN, &info)?;
+    eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
+
+    // A signal during the setup abandons it cleanly (the folder is still completed).
+    let signalled = crate::engine::stop::signalled();
+    let prepared = tokio::select! {
+        prepared = prepare::prepare(&plan, &results) => prepared,
+        () = signalled.cancelled() => Err(RunError::Interrupted),
+    };
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            info.finish(Some(error.to_string()), None, Vec::new());
+            results.write_json(layout::RUN, &info)?;
+            let folder = results.finish()?;
+            let what = if matches!(error, RunError::Interrupted) { "setup interrupted" } else { "setup failed" };
+            eprintln!("gauntlet: {what}; logs are in {}", folder.display());
+            return Err(error);
+        }
+    };
+    let (workload, endpoints) = (prepared.workload, prepared.endpoints);
+    info.endpoints = Some(endpoints.clone());
+    results.write_json(layout::RUN, &info)?;
+
+    let streams = plan.stream_plans();
+    let targets = summary::target_rates(&streams);
+    let stop = Stop::new();
+    let gate = engine::start_gate(&streams, LEAD);
+    let environment = prepared.environment;
+    let alongside =
+        Alongside::start(&plan, environment, &endpoints, &workload, results, targets, &gate, &stop, signalled).await?;
+    let options = EngineOptions {
+        api_url: endpoints.api_url.clone(),
+        lead: LEAD,
+        max_lateness: plan.scenario.max_lateness,
+        stop: stop.clone(),
+    };
+    let outcome = Box::pin(engine::run(streams, workload.clone(), gate, options)).await;
+    let services: Vec<String> = alongside.metrics_urls.keys().cloned().collect();
+    let notes = alongside.observe_notes.clone();
+    let mut findings = alongside.finish(prepared.audit.as_ref(), &workload, &plan, &stop).await?;
+
+    let outcome = outcome?;
+    let stopped = stop.reason().or(outcome.stopped.clone());
+    let summary =
+        summarize::summary(&plan, &workload.recorder, &outcome, stopped.as_ref(), &mut findings, &services, notes);
+    let results = findings.results;
+    results.write_json(layout::SUMMARY, &summary)?;
+    info.finish(None, summary.interrupted.clone(), findings.shutdown_notes);
+    results.write_json(layout::RUN, &info)?;
+    render_report(&results);
+    let folder = results.finish()?;
+    Ok(RunOutput { summary, folder, stopped })
+}
+
+/// Every run ends with its own report, from what it just saved.
+fn render_report(results: &ResultsDir) {
+    let partial = results.partial_path().to_path_buf();
+    let model = CapacityModel::default();
+    let out = partial.join(layout::REPORT);
+    if let Err(e) =
+        crate::report::render(std::slice::from_ref(&partial), &out, &Limits::default(), &model, Formats::All)
+    {
+        eprintln!("gauntlet: the report could not be rendered: {e} (render it later with `loadgen report`)");
+    }
+}

@@ -1,0 +1,110 @@
+//! The per-second sampler beside the engine: each second's time series row and HDR intervals
+//! (with their true start and length), the live thresholds, the fault verdicts' totals, the
+//! progress line.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::recorder::{IntervalSnapshot, Recorder};
+use crate::engine::stop::{Stop, StopReason};
+use crate::engine::{self};
+use crate::faults;
+use crate::results::{Interval, ResultsDir};
+use crate::target::operations::Operation;
+use crate::terminal;
+use crate::verdict::live::LiveJudge;
+
+/// What the per-second sampler works with.
+pub(super) struct Sampling {
+    /// Each second's totals, for the fault verdicts.
+    pub seconds: Vec<faults::Second>,
+    /// The engine's measurements.
+    pub recorder: Arc<Recorder>,
+    /// Each operation's target rate.
+    pub targets: BTreeMap<Operation, f64>,
+    /// The planned duration.
+    pub total: Duration,
+    /// No progress line.
+    pub quiet: bool,
+    /// The live thresholds.
+    pub judge: LiveJudge,
+    /// Stops the run (an `abortOnFail` threshold).
+    pub stop: Stop,
+}
+
+/// Every second from the schedules' start: time series, HDR intervals with their true start
+/// and length, the live thresholds, the progress line.
+pub(super) async fn sample_every_second(
+    mut results: ResultsDir,
+    mut sampling: Sampling,
+    gate: Arc<engine::StartGate>,
+    done: CancellationToken,
+) -> std::io::Result<(ResultsDir, LiveJudge, Vec<faults::Second>)> {
+    let Some(started) = gate.opened(&done).await else { return Ok((results, sampling.judge, sampling.seconds)) };
+    results.set_base_time(SystemTime::now() + started.saturating_duration_since(Instant::now()));
+    if !sampling.quiet {
+        eprintln!("gauntlet: every virtual user has started; load begins");
+    }
+    tokio::time::sleep_until(started).await;
+    sampling.recorder.take_intervals(); // nothing before the start belongs to the run
+    let mut ticker = tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let scheduled_seconds = sampling.total.as_secs_f64().ceil() as u64;
+    let (mut second, mut previous) = (0u64, started);
+    loop {
+        let finished = tokio::select! {
+            _ = ticker.tick() => false,
+            () = done.cancelled() => true,
+        };
+        let now = Instant::now();
+        second += 1;
+        let snapshots = sampling.recorder.take_intervals();
+        let interval = Interval {
+            second,
+            start: previous.saturating_duration_since(started),
+            length: now.saturating_duration_since(previous),
+        };
+        previous = now;
+        // Only the seconds of the schedule carry a target (the drain after it carries none).
+        let live_targets = if second <= scheduled_seconds { sampling.targets.clone() } else { BTreeMap::new() };
+        results.write_interval(&interval, &snapshots, &live_targets)?;
+        sampling.seconds.push(second_totals(&snapshots));
+        if let Some(which) = sampling.judge.second(&snapshots, interval.length.as_secs_f64()) {
+            if !sampling.stop.is_stopped() {
+                eprintln!("gauntlet: threshold {which} failed (abortOnFail); stopping the run");
+            }
+            sampling.stop.stop(StopReason::Threshold(which));
+        }
+        if !sampling.quiet {
+            eprintln!(
+                "{}",
+                terminal::progress_line(Duration::from_secs(second), sampling.total, &snapshots, &live_targets)
+            );
+        }
+        if finished || Duration::from_secs(second) > sampling.total + Duration::from_secs(30) {
+            return Ok((results, sampling.judge, sampling.seconds));
+        }
+    }
+}
+
+/// One second's requests, failures and drops over every operation.
+fn second_totals(snapshots: &[IntervalSnapshot]) -> faults::Second {
+    let mut second = faults::Second::default();
+    for snapshot in snapshots {
+        for (key, series) in &snapshot.series {
+            second.requests += series.requests;
+            if !key.expected {
+                second.errors += series.requests;
+            }
+        }
+        second.dropped += snapshot.arrivals.values().map(|a| a.dropped).sum::<u64>();
+        for (kind, n) in &snapshot.errors_by_kind {
+            *second.errors_by_kind.entry(kind.clone()).or_default() += n;
+        }
+    }
+    second
+}
