@@ -28,8 +28,10 @@
 //! - [`report`]: the three documents and comparisons, from saved results alone.
 //! - [`run`]: one run from plan to results folder.
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
+//! - [`cli`]: the `loadgen` command line (the binary's `main` only calls it).
 
 pub mod atomic;
+pub mod cli;
 pub mod definition;
 pub mod deploy;
 pub mod engine;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The top-level modules in dependency order: each may use only those before it.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
     "target",
     "atomic",
     "definition",
@@ -22,6 +22,7 @@ const LAYERS: [&str; 14] = [
     "report",
     "run",
     "sweep",
+    "cli",
 ];
 
 fn src() -> PathBuf {

@@ -166,3 +166,26 @@ fn an_invalid_scenario_exits_104_naming_what_is_wrong() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown operation 'GET /v1/challenge'"), "{stderr}");
 }
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let scratch = tempfile::tempdir().unwrap();
+    let loadgen = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_loadgen")).args(args).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let missing = scratch.path().join("missing.yaml");
+    let (code, stderr) = loadgen(&["run", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(104), "{stderr}");
+    assert!(stderr.contains("missing.yaml: cannot read"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+
+    let blocker = scratch.path().join("a-file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let unwritable = blocker.join("run");
+    let args = ["scenario1", "--api-url", "http://127.0.0.1:9", "--mock-auth", "--duration", "1s", "--out"];
+    let (code, stderr) = loadgen(&[&args[..], &[unwritable.to_str().unwrap()]].concat());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("results folder: "), "{stderr}");
+    assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
+}

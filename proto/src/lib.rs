@@ -6,6 +6,7 @@
 //!
 //! - [`account`] — `accelbyte.iam.account.v1.UserAuthenticationUserLoggedInService/OnMessage`
 //! - [`statistic`] — `accelbyte.social.statistic.v1.StatisticStatItemUpdatedService/OnMessage`
+//! - [`paths`] — the two methods' fully qualified paths, as the platform calls them
 //!
 //! Both return `google.protobuf.Empty`, which prost maps to `()`.
 

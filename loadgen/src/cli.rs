@@ -1,0 +1,288 @@
+//! The `loadgen` command line: the subcommands and their options (clap), each turned into a
+//! validated plan or a report job and run, with k6's exit codes where k6 has the case: 0
+//! (thresholds passed), 99 (a threshold failed or aborted the run), 104 (an invalid scenario or
+//! options), 105 (stopped by a signal); else 1 (the run could not be done, or a service died).
+//! `anyhow` lives here, at the edge, and nowhere else.
+
+use std::path::PathBuf;
+
+use crate::definition::builtin;
+use crate::definition::options::RunArgs;
+use crate::definition::plan::Plan;
+use crate::definition::scenario::Scenario;
+use crate::engine::stop::StopReason;
+use crate::results::layout;
+use crate::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, terminal};
+use clap::{Parser, Subcommand};
+
+/// Gauntlet: load tests for the challenge service, with truthful numbers.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// API load: GET /v1/challenges and claims at an arrival rate (--rps).
+    Scenario1(RunArgs),
+    /// Event load: OnMessage login and stat updates at an arrival rate (--eps), ≤500 in flight.
+    Scenario2(RunArgs),
+    /// Scenarios 1 and 2 at once.
+    Scenario3(RunArgs),
+    /// Scenario 3 with the database deep dive and CPU flamegraphs of each service.
+    Scenario4(RunArgs),
+    /// End-to-end latency: from an event's send to its effect in the API.
+    Scenario5(RunArgs),
+    /// Renders the Performance Baseline, Capacity Planning and Performance Tuning documents
+    /// (HTML and Markdown) from saved results folders; with --compare A B, the deltas between
+    /// two runs (exit 99 when one regressed beyond the tolerance).
+    Report(ReportArgs),
+    /// Finds the breaking point: steps through load levels (API, events, both), stops at the
+    /// first that breaks a limit, bisects, and writes capacity.json with one folder per level.
+    Sweep(Box<crate::sweep::SweepArgs>),
+    /// Compares a sweep's capacity.json with a reference one; exit 99 when a maximum
+    /// sustainable load fell by more than the tolerance.
+    CapacityCheck {
+        /// The new capacity.json.
+        current: PathBuf,
+        /// The reference capacity.json.
+        reference: PathBuf,
+        /// Allowed fall, in percent.
+        #[arg(long, default_value_t = 20.0)]
+        tolerance: f64,
+    },
+    /// Draws a scenario's offered load (arrivals per second of each stream, as the engine will
+    /// release them) into an SVG file, without running anything.
+    Offered {
+        /// The scenario file (YAML), or a built-in name.
+        scenario: PathBuf,
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Runs a scenario file, or a built-in scenario by name (db-outage, reward-slow,
+    /// reward-failing, scenario1…5).
+    Run {
+        /// The scenario file (YAML), or a built-in name.
+        file: PathBuf,
+        #[command(flatten)]
+        args: RunArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// Results folders (one per load level).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the documents go (default: <DIR>/report for one folder, results/report-<time> for several).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Compare two runs: the first is the baseline.
+    #[arg(long)]
+    compare: bool,
+    /// With --compare: how much worse a figure may get before it is a regression, in percent.
+    #[arg(long, default_value_t = 10.0)]
+    tolerance: f64,
+    /// Write Markdown and charts only (for the book, which makes its own HTML).
+    #[arg(long)]
+    markdown_only: bool,
+    /// Capacity model (YAML): tiers_dau, requests_per_user_per_day, events_per_user_per_day,
+    /// peak_factor, headroom, stored_users_per_dau, rows_per_user.
+    #[arg(long)]
+    capacity_model: Option<PathBuf>,
+}
+
+fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    use crate::report::{self, compare};
+    use crate::results::read::RunData;
+    if args.compare {
+        let [a, b] = args.dirs.as_slice() else { anyhow::bail!("--compare takes exactly two results folders") };
+        if !(args.tolerance.is_finite() && args.tolerance >= 0.0) {
+            anyhow::bail!("--tolerance must be a percentage ≥ 0");
+        }
+        let (a, b) = (RunData::load(a)?, RunData::load(b)?);
+        let (doc, regressions) = compare::document(&a, &b, args.tolerance / 100.0);
+        let (markdown, _) = doc.to_markdown("charts");
+        println!("{markdown}");
+        if let Some(out) = &args.out {
+            std::fs::create_dir_all(out)?;
+            report::write_atomically(&out.join("compare.html"), doc.to_html().as_bytes())?;
+            report::write_atomically(&out.join("compare.md"), markdown.as_bytes())?;
+        }
+        return Ok(if regressions > 0 { EXIT_THRESHOLDS_FAILED } else { EXIT_PASSED });
+    }
+    let out = args.out.clone().unwrap_or_else(|| match args.dirs.as_slice() {
+        [one] => one.join(layout::REPORT),
+        _ => crate::definition::plan::default_results_path(
+            &crate::definition::plan::workspace_root().join("results"),
+            "report",
+        ),
+    });
+    let model = report::capacity_model(args.capacity_model.as_deref())?;
+    let formats = if args.markdown_only { report::Formats::MarkdownOnly } else { report::Formats::All };
+    let written = report::render(&args.dirs, &out, &crate::verdict::limits::Limits::default(), &model, formats)?;
+    for file in &written {
+        println!("{}", file.display());
+    }
+    Ok(EXIT_PASSED)
+}
+
+fn sweep(args: crate::sweep::SweepArgs) -> i32 {
+    let out = args.run.out.clone().unwrap_or_else(|| {
+        crate::definition::plan::default_results_path(
+            &crate::definition::plan::workspace_root().join("results"),
+            "sweep",
+        )
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return failed(&e.into()),
+    };
+    match runtime.block_on(crate::sweep::run(args, &out)) {
+        Ok(capacity) => {
+            for search in &capacity.searches {
+                println!(
+                    "{:?}{}: maximum sustainable {}; {}",
+                    search.mode,
+                    search.api_rps.map_or(String::new(), |r| format!(" at {r} rps")),
+                    match (search.max_sustainable, &search.first_broken) {
+                        (Some(l), _) => format!("{} rps + {} eps", l.rps, l.eps),
+                        (None, Some(_)) => "— (the first level broke a limit)".to_owned(),
+                        (None, None) => "— (not measured)".to_owned(),
+                    },
+                    search.first_broken.as_ref().map_or(
+                        "no level measured broke a limit".to_owned(),
+                        |(l, why)| format!("first broken at {} rps + {} eps: {why}", l.rps, l.eps)
+                    )
+                );
+            }
+            println!("capacity: {}", out.join(layout::CAPACITY).display());
+            if let Some(reason) = &capacity.interrupted {
+                eprintln!("loadgen: the sweep stopped early: {reason}; the levels measured are kept");
+                let signalled = crate::engine::stop::signalled().is_cancelled();
+                return if signalled { EXIT_INTERRUPTED } else { EXIT_ERROR };
+            }
+            EXIT_PASSED
+        }
+        Err(e) => {
+            eprintln!("loadgen: error: {e}");
+            if matches!(e, crate::sweep::SweepError::Option(_)) { EXIT_INVALID } else { EXIT_ERROR }
+        }
+    }
+}
+
+fn capacity_check(current: &std::path::Path, reference: &std::path::Path, tolerance: f64) -> anyhow::Result<i32> {
+    let read = |p: &std::path::Path| -> anyhow::Result<crate::sweep::Capacity> {
+        let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a capacity.json: {e}", p.display()))
+    };
+    if !(tolerance.is_finite() && (0.0..100.0).contains(&tolerance)) {
+        anyhow::bail!("--tolerance must be a percentage between 0 and 100");
+    }
+    let regressions = crate::sweep::regressions(&read(current)?, &read(reference)?, tolerance / 100.0);
+    for r in &regressions {
+        println!("REGRESSION {r}");
+    }
+    if regressions.is_empty() {
+        println!("no maximum sustainable load fell by more than {tolerance}%");
+    }
+    Ok(if regressions.is_empty() { EXIT_PASSED } else { EXIT_THRESHOLDS_FAILED })
+}
+
+/// Runs what `cli` asks for; the process's exit code.
+pub fn run(cli: Cli) -> i32 {
+    if let Err(e) = crate::engine::stop::install_signal_handler() {
+        return failed(&anyhow::anyhow!(e));
+    }
+    let (scenario, args) = match cli.command {
+        Command::Sweep(args) => return sweep(*args),
+        Command::CapacityCheck { current, reference, tolerance } => {
+            match capacity_check(&current, &reference, tolerance) {
+                Ok(code) => return code,
+                Err(e) => return failed(&e),
+            }
+        }
+        Command::Report(args) => match report(&args) {
+            Ok(code) => return code,
+            Err(e) => return failed(&e),
+        },
+        Command::Offered { scenario, out } => {
+            let drawn = scenario_named(&scenario)
+                .map_err(anyhow::Error::from)
+                .and_then(|s| crate::report::offered::offered_load_chart(&s).map_err(anyhow::Error::msg))
+                .and_then(|svg| std::fs::write(&out, svg).map_err(|e| anyhow::anyhow!("{}: {e}", out.display())));
+            match drawn {
+                Ok(()) => return EXIT_PASSED,
+                Err(e) => return failed(&e),
+            }
+        }
+        Command::Scenario1(args) => (builtin::named("scenario1"), args),
+        Command::Scenario2(args) => (builtin::named("scenario2"), args),
+        Command::Scenario3(args) => (builtin::named("scenario3"), args),
+        Command::Scenario4(args) => (builtin::named("scenario4"), args),
+        Command::Scenario5(args) => (builtin::named("scenario5"), args),
+        Command::Run { file, args } => (scenario_named(&file), args),
+    };
+    let plan =
+        match scenario.map_err(anyhow::Error::from).and_then(|s| Plan::new(s, &args).map_err(anyhow::Error::from)) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("loadgen: error: {}", describe(&e));
+                return EXIT_INVALID;
+            }
+        };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return failed(&e.into()),
+    };
+    match runtime.block_on(crate::run::execute(plan)) {
+        Ok(output) => {
+            println!("{}", terminal::summary_table(&output.summary));
+            println!("results: {}", output.folder.display());
+            if let Some(reason) = &output.stopped {
+                eprintln!("loadgen: the run ended early: {reason}; the results cover the time that ran");
+            }
+            match &output.stopped {
+                Some(StopReason::Signal) => EXIT_INTERRUPTED,
+                Some(StopReason::ServiceDied(_)) => EXIT_ERROR,
+                Some(StopReason::Threshold(_)) => EXIT_THRESHOLDS_FAILED,
+                None if output.summary.passed => EXIT_PASSED,
+                None => EXIT_THRESHOLDS_FAILED,
+            }
+        }
+        Err(crate::run::RunError::Interrupted) => {
+            eprintln!("loadgen: interrupted by a signal before the load started");
+            EXIT_INTERRUPTED
+        }
+        Err(e) => failed(&e.into()),
+    }
+}
+
+/// A scenario file, or, where no such file exists, a built-in scenario of that name
+/// (`loadgen run db-outage`).
+fn scenario_named(file: &std::path::Path) -> Result<Scenario, crate::definition::scenario::ScenarioError> {
+    match file.to_str().filter(|_| !file.exists()).map(builtin::named) {
+        Some(Ok(scenario)) => Ok(scenario),
+        _ => Scenario::load(file),
+    }
+}
+
+fn failed(error: &anyhow::Error) -> i32 {
+    eprintln!("loadgen: error: {}", describe(error));
+    EXIT_ERROR
+}
+
+/// An error and its causes, each said once: most messages here already end with their cause's.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1).map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
