@@ -1,5 +1,6 @@
 //! Prometheus metrics: one registry per service instance (so tests can run many instances in one
-//! process), the database pool gauges every service exports, and the admin router serving them.
+//! process), the database pool gauges and the async runtime's figures every service exports, and
+//! the admin router serving them.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
+use prometheus::{Counter, Encoder, IntCounter, IntGauge, Registry, TextEncoder};
 use sqlx::PgPool;
 
 /// Registers a metric, panicking only on a programming error (a duplicate name).
@@ -47,18 +48,74 @@ impl PoolGauges {
     }
 }
 
+/// The tokio runtime's own figures, the async counterpart of a goroutine profile, as far as
+/// tokio's stable metrics go: `tokio_workers`, `tokio_alive_tasks`, `tokio_global_queue_depth`,
+/// and the counters `tokio_worker_busy_seconds_total` and `tokio_worker_parks_total` over every
+/// worker. Blocking threads and budget-forced yields are among tokio's unstable metrics (only
+/// with `--cfg tokio_unstable`), so they are not exported. Refreshed at every scrape.
+#[derive(Debug, Clone)]
+pub struct RuntimeGauges {
+    workers: IntGauge,
+    alive_tasks: IntGauge,
+    global_queue_depth: IntGauge,
+    busy_seconds: Counter,
+    parks: IntCounter,
+}
+
+impl RuntimeGauges {
+    /// Registers the runtime's metrics.
+    pub fn register(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| register(registry, IntGauge::new(name, help).expect("valid metric"));
+        Self {
+            workers: gauge("tokio_workers", "Worker threads of the async runtime"),
+            alive_tasks: gauge("tokio_alive_tasks", "Tasks alive in the async runtime"),
+            global_queue_depth: gauge("tokio_global_queue_depth", "Tasks waiting in the runtime's global queue"),
+            busy_seconds: register(
+                registry,
+                Counter::new("tokio_worker_busy_seconds_total", "Time the runtime's workers spent busy, summed")
+                    .expect("valid metric"),
+            ),
+            parks: register(
+                registry,
+                IntCounter::new("tokio_worker_parks_total", "Times the runtime's workers parked (ran out of work)")
+                    .expect("valid metric"),
+            ),
+        }
+    }
+
+    /// Reads the current runtime's figures (nothing outside a runtime).
+    pub fn refresh(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let metrics = handle.metrics();
+        let workers = metrics.num_workers();
+        self.workers.set(i64::try_from(workers).unwrap_or(i64::MAX));
+        self.alive_tasks.set(i64::try_from(metrics.num_alive_tasks()).unwrap_or(i64::MAX));
+        self.global_queue_depth.set(i64::try_from(metrics.global_queue_depth()).unwrap_or(i64::MAX));
+        let busy: f64 = (0..workers).map(|w| metrics.worker_total_busy_duration(w).as_secs_f64()).sum();
+        let parks: u64 = (0..workers).map(|w| metrics.worker_park_count(w)).sum();
+        // Counters only go up: they are moved to the runtime's totals.
+        if busy > self.busy_seconds.get() {
+            self.busy_seconds.inc_by(busy - self.busy_seconds.get());
+        }
+        self.parks.inc_by(parks.saturating_sub(self.parks.get()));
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     registry: Registry,
     pool_gauges: Option<PoolGauges>,
+    runtime: RuntimeGauges,
 }
 
-/// The admin port's router: `GET /metrics` in the Prometheus text format, and the CPU profile
-/// (`GET /debug/pprof/profile?seconds=N`, a flamegraph SVG).
+/// The admin port's router: `GET /metrics` in the Prometheus text format (with the runtime's
+/// figures, [`RuntimeGauges`]), and the CPU profile (`GET /debug/pprof/profile?seconds=N`, a
+/// flamegraph SVG).
 pub fn admin_router(registry: Registry, pool_gauges: Option<PoolGauges>) -> Router {
+    let runtime = RuntimeGauges::register(&registry);
     Router::new()
         .route("/metrics", get(render))
-        .with_state(Arc::new(AdminState { registry, pool_gauges }))
+        .with_state(Arc::new(AdminState { registry, pool_gauges, runtime }))
         .merge(crate::profiling::router())
 }
 
@@ -66,6 +123,7 @@ async fn render(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     if let Some(gauges) = &state.pool_gauges {
         gauges.refresh();
     }
+    state.runtime.refresh();
     let mut body = Vec::new();
     match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
         Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),

@@ -97,6 +97,24 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
         "Connection pool in use, % of its size",
         chart(charts::line_chart("Pool over time", "second", "% busy", &pools)),
     );
+    let tasks: Vec<Series> = run
+        .summary
+        .services
+        .keys()
+        .flat_map(|s| {
+            [("tokio_alive_tasks", "alive tasks"), ("tokio_global_queue_depth", "global queue")].into_iter().map(
+                move |(metric, what)| {
+                    Series::new(format!("{s} {what}"), log.series(s, metric).map(|(t, v)| (t as f64, v)).collect())
+                },
+            )
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    doc.chart(
+        &id("tasks"),
+        "Async runtime: tasks alive, and waiting in the global queue, per service",
+        chart(charts::line_chart("Tasks over time", "second", "tasks", &tasks)),
+    );
     let buffer: Vec<Series> = [("event_buffer_size", "buffer entries"), ("event_buffer_limit", "limit")]
         .iter()
         .map(|(metric, name)| {

@@ -525,6 +525,38 @@ async fn metrics_use_the_plans_names() {
 }
 
 #[tokio::test]
+async fn metrics_count_the_async_runtimes_tasks() {
+    let database = fresh_database().await;
+    let handler = spawn_handler(&handler_settings(&database, StoreKind::default()), test_config()).await;
+    let scrape =
+        || async { reqwest::get(format!("{}/metrics", handler.admin_url)).await.unwrap().text().await.unwrap() };
+    let before = scrape().await;
+    assert!(metric_value(&before, "tokio_workers ") >= 1.0, "{before}");
+    assert!(before.contains("# TYPE tokio_worker_busy_seconds_total counter"), "{before}");
+    assert!(before.contains("tokio_worker_parks_total "), "{before}");
+    assert!(before.contains("tokio_global_queue_depth "), "{before}");
+    // 200 tasks that wait: the count of alive tasks grows by them, and falls when they end
+    // (give or take the server's own tasks, such as the last scrape's connection, ending).
+    let (release, waiting) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let mut waiting = waiting.clone();
+            tokio::spawn(async move { while !*waiting.borrow_and_update() && waiting.changed().await.is_ok() {} })
+        })
+        .collect();
+    let during = scrape().await;
+    let grown = metric_value(&during, "tokio_alive_tasks ") - metric_value(&before, "tokio_alive_tasks ");
+    assert!(grown >= 180.0, "alive tasks grew by {grown}");
+    release.send(true).unwrap();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let after = scrape().await;
+    assert!(metric_value(&after, "tokio_alive_tasks ") < metric_value(&during, "tokio_alive_tasks ") - 150.0);
+    handler.stop().await;
+}
+
+#[tokio::test]
 async fn the_admin_port_serves_a_cpu_flamegraph() {
     let database = fresh_database().await;
     let handler = spawn_handler(&handler_settings(&database, StoreKind::default()), test_config()).await;
