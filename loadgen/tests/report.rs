@@ -53,6 +53,28 @@ fn the_three_documents_render_in_html_and_markdown_from_saved_data() {
 }
 
 #[test]
+fn every_document_opens_with_its_verdict() {
+    let (_keep, dir) = rendered();
+    let summary = summary(&fixture());
+    let opening = |stem: &str| {
+        let md = std::fs::read_to_string(dir.join(format!("{stem}.md"))).unwrap();
+        md.lines().filter(|l| !l.is_empty()).nth(1).unwrap_or_default().to_owned()
+    };
+    let baseline = opening("performance-baseline");
+    assert!(baseline.starts_with("> **Verdict.** "), "{baseline}");
+    let expected = if summary.passed { "**PASS**" } else { "**FAIL**" };
+    assert!(baseline.contains(expected), "the thresholds' verdict is the summary's: {baseline}");
+    let capacity = opening("capacity-planning");
+    assert!(capacity.starts_with("> **Verdict.** One instance of each service sustained"), "{capacity}");
+    assert!(capacity.contains("the largest tier (1000000 daily active users)"), "{capacity}");
+    let tuning = opening("performance-tuning");
+    assert!(tuning.starts_with("> **Verdict.** At **"), "{tuning}");
+    let html = std::fs::read_to_string(dir.join("performance-baseline.html")).unwrap();
+    let verdict_at = html.find("class=\"verdict\"").expect("the HTML has the verdict");
+    assert!(verdict_at < html.find("<h2>").unwrap(), "before the first section");
+}
+
+#[test]
 fn the_baseline_numbers_are_those_of_the_summary() {
     let (_keep, dir) = rendered();
     let summary = summary(&fixture());

@@ -22,6 +22,7 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
         combined.clone().or_else(|| api_only.clone()).or_else(|| events_only.clone()).unwrap_or((None, None))
     else {
         doc.p("No measured level kept the limits, so no capacity can be stated. Measure lighter levels first.");
+        doc.verdict("no measured level held the limits, so no capacity can be stated: measure lighter levels.");
         return doc;
     };
     let api_alone = api_only.and_then(|(g, _)| g).map(|g| g.offered().0);
@@ -80,6 +81,7 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
     let plan_eps = (eps * (1.0 - model.headroom)).max(f64::MIN_POSITIVE);
     let mut rows = Vec::new();
     let mut arithmetic = Vec::new();
+    let mut largest = None;
     for dau in &model.tiers_dau {
         let dau = *dau as f64;
         let peak_rps = dau * model.requests_per_user_per_day / 86_400.0 * model.peak_factor;
@@ -87,6 +89,7 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
         let api = if rps > 0.0 { (peak_rps / plan_rps).ceil().max(1.0) } else { f64::NAN };
         let events = if eps > 0.0 { (peak_eps / plan_eps).ceil().max(1.0) } else { f64::NAN };
         let db_bytes = bytes_per_row.map(|b| dau * model.stored_users_per_dau * model.rows_per_user * b);
+        largest = Some((dau, api, events));
         rows.push(vec![
             format!("{dau:.0}"),
             format!("{peak_rps:.0}"),
@@ -113,6 +116,19 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
         rows,
     );
     doc.push(Block::Code(arithmetic.join("\n")));
+    let replicas = |n: f64| if n.is_nan() { "not measured".to_owned() } else { format!("{n:.0}") };
+    doc.verdict(format!(
+        "one instance of each service sustained **{}**{}: plan for **{:.0} rps** and **{:.0} eps** per instance{}.",
+        good.level_label(),
+        if known_limit { "" } else { " (the highest level measured: the real limit is higher)" },
+        plan_rps,
+        plan_eps,
+        largest.map_or(String::new(), |(dau, api, events)| format!(
+            "; the largest tier ({dau:.0} daily active users) needs {} API and {} event handler replicas",
+            replicas(api),
+            replicas(events)
+        ))
+    ));
     doc.h2("Vertical or horizontal scaling");
     let findings = analysis::bottlenecks(bad.as_ref().map_or(good, |(b, _)| *b));
     let first = findings.iter().find(|f| f.saturated_at.is_some()).map(|f| f.resource.clone());

@@ -13,6 +13,8 @@ pub enum Block {
     Paragraph(String),
     /// A warning the reader must see.
     Warning(String),
+    /// What the document concludes, in a sentence or two (it opens the document).
+    Verdict(String),
     /// A bulleted list.
     List(Vec<String>),
     /// A table.
@@ -53,6 +55,15 @@ impl Doc {
     /// Appends a block.
     pub fn push(&mut self, block: Block) {
         self.blocks.push(block);
+    }
+
+    /// Opens the document with its verdict (before every other block, whenever it is known), its
+    /// first letter a capital.
+    pub fn verdict(&mut self, text: impl Into<String>) {
+        let text: String = text.into();
+        let mut chars = text.chars();
+        let text = chars.next().map_or(String::new(), |first| first.to_uppercase().chain(chars).collect());
+        self.blocks.insert(0, Block::Verdict(text));
     }
 
     /// Adds a level-2 heading.
@@ -103,6 +114,9 @@ impl Doc {
                 }
                 Block::Warning(text) => {
                     let _ = writeln!(out, "<p class=\"warning\">{}</p>", inline_html(text));
+                }
+                Block::Verdict(text) => {
+                    let _ = writeln!(out, "<p class=\"verdict\"><strong>Verdict.</strong> {}</p>", inline_html(text));
                 }
                 Block::List(items) => {
                     out.push_str("<ul>\n");
@@ -161,6 +175,9 @@ impl Doc {
                 Block::Warning(text) => {
                     let _ = writeln!(out, "> **Warning.** {text}\n");
                 }
+                Block::Verdict(text) => {
+                    let _ = writeln!(out, "> **Verdict.** {text}\n");
+                }
                 Block::List(items) => {
                     for item in items {
                         let _ = writeln!(out, "- {item}");
@@ -200,7 +217,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 pre{background:#f6f8fa;border:1px solid #e1e4e8;padding:10px;overflow-x:auto;font-size:.8rem}\
 code{background:#f2f2f2;padding:0 3px;border-radius:3px}\
 figure{margin:14px 0}figure svg{max-width:100%;height:auto}figcaption{font-size:.85rem;color:#555}\
-.warning{background:#fff3cd;border-left:5px solid #d9534f;padding:8px 12px;font-weight:600}";
+.warning{background:#fff3cd;border-left:5px solid #d9534f;padding:8px 12px;font-weight:600}\
+.verdict{background:#eef5fb;border-left:5px solid #1f77b4;padding:8px 12px;font-size:1.05rem}";
 
 /// A cell that holds a figure (`12.5`, `0.30%`, `22 s`, `–`), right-aligned.
 fn is_numeric(cell: &str) -> bool {

@@ -5,10 +5,26 @@ use super::format::*;
 use super::markup::{Block, Doc};
 use crate::results::read::RunData;
 
+/// Where the heaviest run spent its capacity: the first resource to saturate, and the statement
+/// that took the most database time.
+fn verdict(run: &RunData) -> String {
+    let findings = super::analysis::bottlenecks(run);
+    let first = match findings.iter().find(|f| f.saturated_at.is_some()) {
+        Some(f) => format!("at **{}**, **{}** saturated first ({})", run.level_label(), f.resource, f.evidence),
+        None => format!("at **{}**, no resource saturated: tune for headroom, not for a limit", run.level_label()),
+    };
+    let top = run.summary.database.as_ref().and_then(|d| d.top_statements.first()).map_or(String::new(), |s| {
+        let words = s.query.split_whitespace().take(4).collect::<Vec<_>>().join(" ").replace('`', "'");
+        format!("; the most database time went to `{words}…` ({} calls × {:.2} ms)", s.calls, s.mean_ms)
+    });
+    format!("{first}{top}.")
+}
+
 /// The Performance Tuning Guide.
 pub fn tuning(runs: &[RunData]) -> Doc {
     let mut doc = Doc::new("Performance Tuning Guide");
     let run = heaviest(runs);
+    doc.verdict(verdict(run));
     // Runs that differ in a SUT setting are compared first: that is what such a set is for.
     let compared = super::settings::compare(&mut doc, runs);
     if compared {
