@@ -47,16 +47,18 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
         }
         errors.push(Series::new(op.clone(), rows.iter().map(|r| (r.t_s, r.errors)).collect()));
     }
-    doc.chart(
-        &id("rate"),
+    // Every chart below runs over the load's seconds.
+    let mut over_time = |what: &str, caption: &str, title: &str, unit: &str, series: &[Series]| {
+        doc.chart(&id(what), caption, chart(charts::line_chart(title, "second", unit, series)));
+    };
+    over_time(
+        "rate",
         "Achieved vs target rate, and dropped arrivals, per second",
-        chart(charts::line_chart("Rate over time", "second", "per second", &rate)),
+        "Rate over time",
+        "per second",
+        &rate,
     );
-    doc.chart(
-        &id("errors"),
-        "Errors per second",
-        chart(charts::line_chart("Errors over time", "second", "errors", &errors)),
-    );
+    over_time("errors", "Errors per second", "Errors over time", "errors", &errors);
     let log = &run.observations;
     let components: Vec<&str> = log.components().into_iter().filter(|c| *c != "machine").collect();
     // One line per component that has the metric, values scaled for the axis.
@@ -68,17 +70,9 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
             .collect()
     };
     let cpu = per_component("cpu_percent", 1.0);
-    doc.chart(
-        &id("cpu"),
-        "CPU per component (100% = one core)",
-        chart(charts::line_chart("CPU over time", "second", "% of one core", &cpu)),
-    );
+    over_time("cpu", "CPU per component (100% = one core)", "CPU over time", "% of one core", &cpu);
     let memory = per_component("memory_bytes", 1.0 / 1_048_576.0);
-    doc.chart(
-        &id("memory"),
-        "Resident memory per component",
-        chart(charts::line_chart("Memory over time", "second", "MiB", &memory)),
-    );
+    over_time("memory", "Resident memory per component", "Memory over time", "MiB", &memory);
     let pools: Vec<Series> = run
         .summary
         .services
@@ -92,29 +86,15 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
             (!points.is_empty()).then(|| Series::new(format!("{s} pool busy %"), points))
         })
         .collect();
-    doc.chart(
-        &id("pool"),
-        "Connection pool in use, % of its size",
-        chart(charts::line_chart("Pool over time", "second", "% busy", &pools)),
-    );
-    let tasks: Vec<Series> = run
-        .summary
-        .services
-        .keys()
-        .flat_map(|s| {
-            [("tokio_alive_tasks", "alive tasks"), ("tokio_global_queue_depth", "global queue")].into_iter().map(
-                move |(metric, what)| {
-                    Series::new(format!("{s} {what}"), log.series(s, metric).map(|(t, v)| (t as f64, v)).collect())
-                },
-            )
+    over_time("pool", "Connection pool in use, % of its size", "Pool over time", "% busy", &pools);
+    let tasks: Vec<Series> = [("tokio_alive_tasks", "alive tasks"), ("tokio_global_queue_depth", "global queue")]
+        .into_iter()
+        .flat_map(|(metric, what)| {
+            per_component(metric, 1.0).into_iter().map(move |s| Series::new(format!("{} {what}", s.name), s.points))
         })
-        .filter(|s| !s.points.is_empty())
         .collect();
-    doc.chart(
-        &id("tasks"),
-        "Async runtime: tasks alive, and waiting in the global queue, per service",
-        chart(charts::line_chart("Tasks over time", "second", "tasks", &tasks)),
-    );
+    let caption = "Async runtime: tasks alive, and waiting in the global queue, per service";
+    over_time("tasks", caption, "Tasks over time", "tasks", &tasks);
     let buffer: Vec<Series> = [("event_buffer_size", "buffer entries"), ("event_buffer_limit", "limit")]
         .iter()
         .map(|(metric, name)| {
@@ -122,11 +102,7 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
         })
         .filter(|s| !s.points.is_empty())
         .collect();
-    doc.chart(
-        &id("buffer"),
-        "Event buffer entries waiting to be flushed",
-        chart(charts::line_chart("Buffer over time", "second", "entries", &buffer)),
-    );
+    over_time("buffer", "Event buffer entries waiting to be flushed", "Buffer over time", "entries", &buffer);
 }
 
 /// Latency and throughput against the offered load, across levels.
