@@ -18,7 +18,8 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     sut::init_tracing();
     let cli = Cli::parse();
-    let service = ChallengeService::build(&cli.settings).await?;
+    let config = sut::services::load_config(&cli.settings.challenges_config)?;
+    let service = ChallengeService::build(&cli.settings, config).await?;
     let shutdown = sut::shutdown::token_on_signal();
     service.run(shutdown).await?;
     Ok(())

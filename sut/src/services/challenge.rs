@@ -11,12 +11,12 @@ use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::DatabaseFlags;
 use super::server::{self, ServerLimits};
 use crate::api::view::ViewTemplate;
 use crate::api::{self, AppState};
 use crate::auth::Authenticator;
-use crate::challenges::{self, ChallengeConfig};
-use crate::db::DbSettings;
+use crate::challenges::ChallengeConfig;
 use crate::duration::clap_parser as duration;
 use crate::events::store::{Store, StoreKind};
 use crate::metrics::{PoolGauges, admin_router};
@@ -34,9 +34,9 @@ pub enum AuthMode {
 /// `challenge-service` settings (flags, or the environment variables shown).
 #[derive(Debug, Clone, Args)]
 pub struct ChallengeServiceSettings {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// Challenge configuration file (JSON, or YAML by extension).
     #[arg(long, env = "CHALLENGES_CONFIG", default_value = "fixtures/challenges.json")]
     pub challenges_config: PathBuf,
@@ -58,15 +58,6 @@ pub struct ChallengeServiceSettings {
     /// Base URL of the reward platform (or the reward mock).
     #[arg(long, env = "REWARD_PLATFORM_URL", default_value = "http://127.0.0.1:8090")]
     pub reward_platform_url: String,
-    /// Database pool size.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 50)]
-    pub pool_size: u32,
-    /// How long a request waits for a database connection.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = duration)]
-    pub db_acquire_timeout: Duration,
-    /// How long start-up waits for the database to apply migrations.
-    #[arg(long, env = "DB_STARTUP_WAIT", default_value = "30s", value_parser = duration)]
-    pub db_startup_wait: Duration,
     /// Time budget of one claim's reward grant, retries included.
     #[arg(long, env = "CLAIM_BUDGET", default_value = "5s", value_parser = duration)]
     pub claim_budget: Duration,
@@ -103,17 +94,9 @@ pub struct ChallengeService {
 }
 
 impl ChallengeService {
-    /// Loads the configuration, connects, migrates and binds both ports.
-    pub async fn build(settings: &ChallengeServiceSettings) -> anyhow::Result<Self> {
-        let config = challenges::load(&settings.challenges_config)?;
-        Self::build_with_config(settings, Arc::new(config)).await
-    }
-
-    /// As [`build`](Self::build), with an already loaded configuration.
-    pub async fn build_with_config(
-        settings: &ChallengeServiceSettings,
-        config: Arc<ChallengeConfig>,
-    ) -> anyhow::Result<Self> {
+    /// Connects, migrates and binds both ports, serving `config` (see
+    /// [`load_config`](super::load_config)).
+    pub async fn build(settings: &ChallengeServiceSettings, config: Arc<ChallengeConfig>) -> anyhow::Result<Self> {
         let auth = match settings.auth_mode {
             AuthMode::Jwt => {
                 let secret = settings.jwt_secret.as_deref().filter(|s| !s.is_empty()).context(
@@ -133,13 +116,7 @@ impl ChallengeService {
                 settings.claim_budget
             );
         }
-        let db = DbSettings {
-            url: settings.database_url.clone(),
-            pool_size: settings.pool_size,
-            acquire_timeout: settings.db_acquire_timeout,
-            application_name: "challenge-service".into(),
-        };
-        let pool = super::migrated_pool(&db, settings.db_startup_wait).await?;
+        let pool = settings.database.migrated_pool("challenge-service").await?;
 
         let registry = Registry::new();
         let state = AppState {
@@ -153,7 +130,7 @@ impl ChallengeService {
                 RetryPolicy { max_retries: settings.reward_retries, initial_backoff: settings.reward_backoff },
             )?,
             claim_budget: settings.claim_budget,
-            health_timeout: settings.db_acquire_timeout,
+            health_timeout: settings.database.db_acquire_timeout,
         };
         let rest_router = api::router(state, &settings.base_path, &registry, settings.limits.request_timeout);
         let admin_router = admin_router(registry.clone(), Some(PoolGauges::register(&registry, pool.clone())));

@@ -19,9 +19,9 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+use super::DatabaseFlags;
 use super::server::{self, ServerLimits};
-use crate::challenges::{self, ChallengeConfig};
-use crate::db::DbSettings;
+use crate::challenges::ChallengeConfig;
 use crate::duration::clap_parser as duration;
 use crate::events::buffer::EventBuffer;
 use crate::events::flusher::{self, FlushMetrics, FlushSettings};
@@ -32,9 +32,9 @@ use crate::metrics::{PoolGauges, admin_router};
 /// `event-handler` settings (flags, or the environment variables shown).
 #[derive(Debug, Clone, Args)]
 pub struct EventHandlerSettings {
-    /// PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    /// The database.
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// Challenge configuration file (JSON, or YAML by extension).
     #[arg(long, env = "CHALLENGES_CONFIG", default_value = "fixtures/challenges.json")]
     pub challenges_config: PathBuf,
@@ -64,15 +64,6 @@ pub struct EventHandlerSettings {
     /// How long shutdown keeps retrying the final flush.
     #[arg(long, env = "SHUTDOWN_FLUSH_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub shutdown_flush_timeout: Duration,
-    /// Database pool size.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 50)]
-    pub pool_size: u32,
-    /// How long a write waits for a database connection.
-    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = duration)]
-    pub db_acquire_timeout: Duration,
-    /// How long start-up waits for the database to apply migrations.
-    #[arg(long, env = "DB_STARTUP_WAIT", default_value = "30s", value_parser = duration)]
-    pub db_startup_wait: Duration,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
@@ -168,24 +159,10 @@ impl<S: ProgressStore> Parts<S> {
 }
 
 impl EventHandler {
-    /// Loads the configuration, connects, migrates and binds both ports.
-    pub async fn build(settings: &EventHandlerSettings) -> anyhow::Result<Self> {
-        let config = challenges::load(&settings.challenges_config)?;
-        Self::build_with_config(settings, Arc::new(config)).await
-    }
-
-    /// As [`build`](Self::build), with an already loaded configuration.
-    pub async fn build_with_config(
-        settings: &EventHandlerSettings,
-        config: Arc<ChallengeConfig>,
-    ) -> anyhow::Result<Self> {
-        let db = DbSettings {
-            url: settings.database_url.clone(),
-            pool_size: settings.pool_size,
-            acquire_timeout: settings.db_acquire_timeout,
-            application_name: "event-handler".into(),
-        };
-        let pool = super::migrated_pool(&db, settings.db_startup_wait).await?;
+    /// Connects, migrates and binds both ports, serving `config` (see
+    /// [`load_config`](super::load_config)).
+    pub async fn build(settings: &EventHandlerSettings, config: Arc<ChallengeConfig>) -> anyhow::Result<Self> {
+        let pool = settings.database.migrated_pool("event-handler").await?;
         let registry = Registry::new();
         let metrics = EventMetrics::register(&registry);
         let layout = match settings.store {

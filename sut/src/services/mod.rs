@@ -17,6 +17,42 @@ use tokio::net::TcpListener;
 
 use crate::db::{self, DbSettings};
 
+/// The database flags every service takes, the same for each (`--database-url`, `--pool-size`,
+/// `--db-acquire-timeout`, `--db-startup-wait`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseFlags {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Database pool size.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 50)]
+    pub pool_size: u32,
+    /// How long a request or a write waits for a database connection.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = crate::duration::clap_parser)]
+    pub db_acquire_timeout: Duration,
+    /// How long start-up waits for the database to apply migrations.
+    #[arg(long, env = "DB_STARTUP_WAIT", default_value = "30s", value_parser = crate::duration::clap_parser)]
+    pub db_startup_wait: Duration,
+}
+
+impl DatabaseFlags {
+    /// The service's pool on this database, migrated; `name` is its `application_name`.
+    pub async fn migrated_pool(&self, name: &str) -> anyhow::Result<PgPool> {
+        let db = DbSettings {
+            url: self.database_url.clone(),
+            pool_size: self.pool_size,
+            acquire_timeout: self.db_acquire_timeout,
+            application_name: name.into(),
+        };
+        migrated_pool(&db, self.db_startup_wait).await
+    }
+}
+
+/// The challenge configuration at `path`, loaded and checked, for a service's `build`.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<std::sync::Arc<crate::challenges::ChallengeConfig>> {
+    Ok(std::sync::Arc::new(crate::challenges::load(path)?))
+}
+
 /// Binds `host:port` (port 0 picks a free one); `what` names the port in errors.
 pub async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind((host, port)).await.with_context(|| format!("binding the {what} port {host}:{port}"))

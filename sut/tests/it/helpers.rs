@@ -8,6 +8,7 @@ use sut::challenges::{self, ChallengeConfig, FixtureShape};
 use sut::events::store::StoreKind;
 use sut::pg_cluster::{ClusterGuard, ClusterOptions, PgCluster};
 use sut::reward::{Latency, MockStats};
+use sut::services::DatabaseFlags;
 use sut::services::challenge::{AuthMode, ChallengeService, ChallengeServiceSettings};
 use sut::services::event_handler::{EventHandler, EventHandlerSettings};
 use sut::services::reward_mock::{RewardMock, RewardMockSettings};
@@ -137,7 +138,12 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     };
     let config = reference_config();
     let settings = ChallengeServiceSettings {
-        database_url: database_url.clone(),
+        database: DatabaseFlags {
+            database_url: database_url.clone(),
+            pool_size: 50,
+            db_acquire_timeout: Duration::from_secs(2),
+            db_startup_wait: Duration::from_secs(10),
+        },
         challenges_config: "unused".into(),
         base_path: "/challenge".into(),
         auth_mode: options.auth_mode,
@@ -145,9 +151,6 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         jwt_secret: Some(SECRET.into()),
         namespace: NAMESPACE.into(),
         reward_platform_url: format!("http://{mock_addr}"),
-        pool_size: 50,
-        db_acquire_timeout: Duration::from_secs(2),
-        db_startup_wait: Duration::from_secs(10),
         claim_budget: options.claim_budget,
         reward_retries: 3,
         reward_backoff: options.reward_backoff,
@@ -156,7 +159,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         admin_port: 0,
         limits: options.limits,
     };
-    let service = ChallengeService::build_with_config(&settings, config.clone()).await.expect("challenge service");
+    let service = ChallengeService::build(&settings, config.clone()).await.expect("challenge service");
     let rest_addr = service.rest_addr();
     let base_url = format!("http://{rest_addr}/challenge");
     let task = Some(tokio::spawn(service.run(shutdown.clone())));
@@ -226,7 +229,12 @@ impl TestApp {
 /// Settings for an event handler on port 0 with the `store` layout.
 pub fn handler_settings(database_url: &str, store: StoreKind) -> EventHandlerSettings {
     EventHandlerSettings {
-        database_url: database_url.into(),
+        database: DatabaseFlags {
+            database_url: database_url.into(),
+            pool_size: 10,
+            db_acquire_timeout: Duration::from_secs(2),
+            db_startup_wait: Duration::from_secs(10),
+        },
         challenges_config: "unused".into(),
         namespace: NAMESPACE.into(),
         store,
@@ -236,9 +244,6 @@ pub fn handler_settings(database_url: &str, store: StoreKind) -> EventHandlerSet
         flush_chunk_rows: 5_000,
         shutdown_grace: Duration::from_secs(10),
         shutdown_flush_timeout: Duration::from_secs(30),
-        pool_size: 10,
-        db_acquire_timeout: Duration::from_secs(2),
-        db_startup_wait: Duration::from_secs(10),
         host: "127.0.0.1".into(),
         grpc_port: 0,
         admin_port: 0,
@@ -267,7 +272,7 @@ impl Drop for TestHandler {
 }
 
 pub async fn spawn_handler(settings: &EventHandlerSettings, config: Arc<ChallengeConfig>) -> TestHandler {
-    let handler = EventHandler::build_with_config(settings, config).await.expect("event handler");
+    let handler = EventHandler::build(settings, config).await.expect("event handler");
     let grpc_url = format!("http://{}", handler.grpc_addr());
     let admin_url = format!("http://{}", handler.admin_addr());
     let shutdown = CancellationToken::new();
