@@ -37,10 +37,8 @@ pub(super) struct Alongside {
     faults_stop: CancellationToken,
     injecting: Option<JoinHandle<Vec<faults::Injected>>>,
     sampler: JoinHandle<std::io::Result<(ResultsDir, LiveJudge, Vec<Second>)>>,
-    /// The services' `/metrics` URLs, by service.
-    pub metrics_urls: BTreeMap<String, String>,
-    /// What could not be observed, and why.
-    pub observe_notes: Vec<String>,
+    metrics_urls: BTreeMap<String, String>,
+    observe_notes: Vec<String>,
 }
 
 /// What they found, once the load is over and the environment is down.
@@ -53,6 +51,10 @@ pub(super) struct Findings {
     pub faults: Vec<FaultVerdict>,
     /// The observations.
     pub log: ObservationLog,
+    /// The services whose `/metrics` were scraped.
+    pub services: Vec<String>,
+    /// What could not be observed, and why.
+    pub observe_notes: Vec<String>,
     /// The database's end-of-run findings.
     pub database_end: Option<DatabaseEnd>,
     /// The integrity audit's verdict.
@@ -190,6 +192,17 @@ impl Alongside {
             Some(env) => env.shutdown().await,
             None => Vec::new(),
         };
-        Ok(Findings { results, judge, faults, log, database_end, integrity, profile_notes, shutdown_notes })
+        Ok(Findings {
+            results,
+            judge,
+            faults,
+            log,
+            services: self.metrics_urls.into_keys().collect(),
+            observe_notes: self.observe_notes,
+            database_end,
+            integrity,
+            profile_notes,
+            shutdown_notes,
+        })
     }
 }

@@ -116,14 +116,11 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
         stop: stop.clone(),
     };
     let outcome = Box::pin(engine::run(streams, workload.clone(), gate, options)).await;
-    let services: Vec<String> = alongside.metrics_urls.keys().cloned().collect();
-    let notes = alongside.observe_notes.clone();
     let mut findings = alongside.finish(prepared.audit.as_ref(), &workload, &plan, &stop).await?;
 
     let outcome = outcome?;
     let stopped = stop.reason().or(outcome.stopped.clone());
-    let summary =
-        summarize::summary(&plan, &workload.recorder, &outcome, stopped.as_ref(), &mut findings, &services, notes);
+    let summary = summarize::summary(&plan, &workload.recorder, &outcome, stopped.as_ref(), &mut findings);
     let results = findings.results;
     results.write_json(layout::SUMMARY, &summary)?;
     info.finish(None, summary.interrupted.clone(), findings.shutdown_notes);

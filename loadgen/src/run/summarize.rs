@@ -16,16 +16,15 @@ use crate::verdict::source::Measurements;
 use crate::verdict::thresholds;
 
 /// The summary of a run of `plan` that ended as `outcome` (stopped early for `stopped`), with
-/// what was found beside it; `services` are the services whose metrics were scraped.
+/// what was found beside it.
 pub(super) fn summary(
     plan: &Plan,
     recorder: &Recorder,
     outcome: &EngineOutcome,
     stopped: Option<&StopReason>,
     findings: &mut Findings,
-    services: &[String],
-    mut observe_notes: Vec<String>,
 ) -> Summary {
+    let services = std::mem::take(&mut findings.services);
     let (interrupted, aborted) = match stopped {
         Some(StopReason::Threshold(which)) => (None, Some(which.clone())),
         Some(reason) => (Some(reason.to_string()), None),
@@ -38,7 +37,7 @@ pub(super) fn summary(
     let resources = digest::resources(log);
     let database = (findings.database_end.is_some() || !services.is_empty()).then(|| {
         let mut db = digest::database(log, findings.database_end.take());
-        db.unavailable.splice(0..0, observe_notes.drain(..));
+        db.unavailable.splice(0..0, findings.observe_notes.drain(..));
         db
     });
     let integrity = findings.integrity.take();
@@ -72,7 +71,7 @@ pub(super) fn summary(
         eprintln!("gauntlet: {warning}");
     }
     let profile_notes = std::mem::take(&mut findings.profile_notes);
-    let profiles = profile_listing(&findings.results, services, plan.scenario.profile.is_some(), profile_notes);
+    let profiles = profile_listing(&findings.results, &services, plan.scenario.profile.is_some(), profile_notes);
     Summary {
         scenario: plan.scenario.name.clone(),
         duration_s: outcome.elapsed.as_secs_f64(),
@@ -83,7 +82,7 @@ pub(super) fn summary(
         operations,
         thresholds,
         warnings,
-        services: digest::services(log, services),
+        services: digest::services(log, &services),
         resources: Some(resources),
         database,
         profiles,
