@@ -17,7 +17,8 @@
 //!   through the same store.
 //! - [`services`]: each service as an application that binds its ports and runs until shut
 //!   down; the binaries in `src/bin` are thin wrappers around them.
-//! - [`profiling`]: the CPU flamegraph endpoint of every admin port.
+//! - [`profiling`]: what every admin port serves about the process: CPU flamegraphs, heap
+//!   profiles and the heap's size (jemalloc, the services' allocator).
 //! - [`pg_cluster`]: a throwaway PostgreSQL cluster (initdb in a temporary folder), for tests
 //!   and the harness's self-provisioned runs (not to be confused with [`db`], the services' own
 //!   database access).

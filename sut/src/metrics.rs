@@ -52,7 +52,8 @@ impl PoolGauges {
 /// tokio's stable metrics go: `tokio_workers`, `tokio_alive_tasks`, `tokio_global_queue_depth`,
 /// and the counters `tokio_worker_busy_seconds_total` and `tokio_worker_parks_total` over every
 /// worker. Blocking threads and budget-forced yields are among tokio's unstable metrics (only
-/// with `--cfg tokio_unstable`), so they are not exported. Refreshed at every scrape.
+/// with `--cfg tokio_unstable`), so they are not exported. Beside them the heap's size,
+/// `heap_allocated_bytes`, where the allocator counts it. Refreshed at every scrape.
 #[derive(Debug, Clone)]
 pub struct RuntimeGauges {
     workers: IntGauge,
@@ -60,6 +61,8 @@ pub struct RuntimeGauges {
     global_queue_depth: IntGauge,
     busy_seconds: Counter,
     parks: IntCounter,
+    /// `heap_allocated_bytes`, when jemalloc serves the process (see [`crate::profiling::heap`]).
+    heap: Option<IntGauge>,
 }
 
 impl RuntimeGauges {
@@ -80,6 +83,8 @@ impl RuntimeGauges {
                 IntCounter::new("tokio_worker_parks_total", "Times the runtime's workers parked (ran out of work)")
                     .expect("valid metric"),
             ),
+            heap: crate::profiling::heap::allocated_bytes()
+                .map(|_| gauge("heap_allocated_bytes", "Bytes allocated and not freed, as the allocator counts them")),
         }
     }
 
@@ -98,6 +103,9 @@ impl RuntimeGauges {
             self.busy_seconds.inc_by(busy - self.busy_seconds.get());
         }
         self.parks.inc_by(parks.saturating_sub(self.parks.get()));
+        if let (Some(gauge), Some(bytes)) = (&self.heap, crate::profiling::heap::allocated_bytes()) {
+            gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -139,12 +139,14 @@ pub struct Stack {
     run_id: String,
     /// `(service, container id)` in start order.
     pub containers: Vec<(String, String)>,
+    /// Environment variables every container starts with, beside its log level.
+    environment: Vec<(String, String)>,
 }
 
 impl Stack {
-    /// An empty stack labelled with `run_id`.
-    pub fn new(docker: Docker, run_id: String) -> Self {
-        Self { docker, run_id, containers: Vec::new() }
+    /// An empty stack labelled with `run_id`, its containers started with `environment`.
+    pub fn new(docker: Docker, run_id: String, environment: Vec<(String, String)>) -> Self {
+        Self { docker, run_id, containers: Vec::new(), environment }
     }
 
     /// The engine.
@@ -166,10 +168,12 @@ impl Stack {
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
             cmd: Some(args),
-            env: Some(vec![format!(
-                "RUST_LOG={}",
-                std::env::var("GAUNTLET_SUT_LOG").unwrap_or_else(|_| "info".into())
-            )]),
+            env: Some(
+                [format!("RUST_LOG={}", std::env::var("GAUNTLET_SUT_LOG").unwrap_or_else(|_| "info".into()))]
+                    .into_iter()
+                    .chain(self.environment.iter().map(|(k, v)| format!("{k}={v}")))
+                    .collect(),
+            ),
             labels: Some(HashMap::from([(RUN_LABEL.to_owned(), self.run_id.clone())])),
             healthcheck: Some(HealthConfig {
                 test: Some(vec!["CMD".into(), "/usr/local/bin/healthcheck".into(), health_url.to_owned()]),

@@ -110,9 +110,19 @@ pub struct ProvisionSettings {
     pub extra_args: BTreeMap<String, Vec<String>>,
     /// Processes or containers.
     pub deploy: crate::definition::options::Deploy,
+    /// Environment variables every service starts with, beside its log level (jemalloc's
+    /// options when the run takes heap profiles).
+    pub environment: Vec<(String, String)>,
 }
 
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The environment that has the services' allocator sample the heap from their start, for
+/// heap profiles (`sut::profiling::heap`).
+pub fn heap_sampling() -> Vec<(String, String)> {
+    use sut::profiling::heap::{PROFILING_CONF, PROFILING_ENV};
+    vec![(PROFILING_ENV.to_owned(), PROFILING_CONF.to_owned())]
+}
 
 impl Provisioned {
     /// Builds the services, starts PostgreSQL and the services, and waits until all are ready.
@@ -160,25 +170,20 @@ impl Provisioned {
         // Port 0 everywhere: each service picks a free one and reports it on its READY line.
         let commands = ServiceCommands { settings, database_url: &database_url, jwt_secret: &env.jwt_secret.clone() };
         let any = Ports::default();
-        let mock = processes::spawn(&bin_dir, "reward-mock", commands.reward_mock(&any), &settings.logs_dir).await?;
+        let mock = processes::spawn(&bin_dir, "reward-mock", commands.reward_mock(&any), settings).await?;
         let reward_url = format!("http://{}", mock.addrs["http"]);
         env.endpoints.metrics_urls.insert("reward-mock".into(), format!("{reward_url}/metrics"));
         env.endpoints.reward_mock_url = Some(reward_url.clone());
         env.services.push(mock);
-        let challenge = processes::spawn(
-            &bin_dir,
-            "challenge-service",
-            commands.challenge_service(&any, &reward_url),
-            &settings.logs_dir,
-        )
-        .await?;
+        let challenge =
+            processes::spawn(&bin_dir, "challenge-service", commands.challenge_service(&any, &reward_url), settings)
+                .await?;
         env.endpoints.api_url = Some(format!("http://{}", challenge.addrs["rest"]));
         env.endpoints
             .metrics_urls
             .insert("challenge-service".into(), format!("http://{}/metrics", challenge.addrs["admin"]));
         env.services.push(challenge);
-        let handler =
-            processes::spawn(&bin_dir, "event-handler", commands.event_handler(&any), &settings.logs_dir).await?;
+        let handler = processes::spawn(&bin_dir, "event-handler", commands.event_handler(&any), settings).await?;
         env.endpoints.grpc_url = Some(format!("http://{}", handler.addrs["grpc"]));
         env.endpoints.metrics_urls.insert("event-handler".into(), format!("http://{}/metrics", handler.addrs["admin"]));
         env.services.push(handler);
@@ -201,7 +206,7 @@ impl Provisioned {
         let docker = docker::connect().await?;
         let images = docker::build_images(&docker, bin_dir, &SERVICES).await?;
         let run_id = format!("{:08x}", rand::random::<u32>());
-        let mut stack = docker::Stack::new(docker, run_id);
+        let mut stack = docker::Stack::new(docker, run_id, settings.environment.clone());
         stack.remove_when_this_process_exits()?;
         let [mock, rest, api_admin, grpc, handler_admin] = free_ports::<5>()?;
         let ports = Ports { mock, rest, api_admin, grpc, handler_admin };

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::DeployError;
+use super::{DeployError, ProvisionSettings};
 
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -29,14 +29,15 @@ pub struct ServiceProcess {
     pub addrs: BTreeMap<String, SocketAddr>,
 }
 
-/// Starts service `name` from `bin_dir` with `args`, its stderr (and stdout) logged in
-/// `logs_dir`, and waits for its READY line.
+/// Starts service `name` from `bin_dir` with `args` and the settings' environment, its stderr
+/// (and stdout) logged in the settings' logs folder, and waits for its READY line.
 pub async fn spawn(
     bin_dir: &Path,
     name: &str,
     args: Vec<String>,
-    logs_dir: &Path,
+    settings: &ProvisionSettings,
 ) -> Result<ServiceProcess, DeployError> {
+    let logs_dir = &settings.logs_dir;
     let binary = bin_dir.join(name);
     if !binary.is_file() {
         return Err(DeployError::MissingBinary(name.into(), bin_dir.display().to_string()));
@@ -46,6 +47,7 @@ pub async fn spawn(
     let mut child = Command::new(&binary)
         .args(&args)
         .env("RUST_LOG", std::env::var("GAUNTLET_SUT_LOG").unwrap_or_else(|_| "info".into()))
+        .envs(settings.environment.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log.try_clone()?)

@@ -11,12 +11,14 @@
 //! - [`postgres`]: connections, commits, cache hits, lock waits, the table; `pg_stat_statements`
 //!   deltas over the run and `EXPLAIN (ANALYZE, BUFFERS)` of the key queries at the end.
 //! - [`prometheus`]: the SUT services' `/metrics`, turned into per-second values.
-//! - [`profile`]: CPU flamegraphs of the SUT services over the middle of a run (scenario 4).
+//! - [`profile`]: CPU flamegraphs and heap profiles of the SUT services over the middle of a
+//!   run (scenario 4); [`heap`]: a heap profile read, diffed, drawn and summed by site.
 //! - [`digest`]: the summary's `resources`, `database` and `services` sections, and the
 //!   generator-saturation warnings, computed from the observations.
 
 pub mod containers;
 pub mod digest;
+pub mod heap;
 pub mod postgres;
 pub mod profile;
 pub mod prometheus;

@@ -1,8 +1,8 @@
-//! CPU profiles of the SUT services over the middle of a run (scenario 4): each service's admin
-//! port serves `GET /debug/pprof/profile?seconds=N` (a flamegraph SVG), which the harness calls
-//! for every service at once and saves as `profiles/<service>.svg`.
+//! Profiles of the SUT services over the middle of a run (scenario 4): each service's admin port
+//! serves `GET /debug/pprof/profile?seconds=N` (a CPU flamegraph SVG) and `GET /debug/pprof/heap`
+//! (its heap, see [`super::heap`]); the harness takes every service's at once, the heap as the
+//! window opens and as it closes, and the run writes them into the results folder.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -32,53 +32,82 @@ pub fn profile_url(metrics_url: &str, seconds: u64) -> String {
     format!("{base}/debug/pprof/profile?seconds={seconds}")
 }
 
-/// Profiles every `(service, metrics URL)` over `window` and writes `<dir>/<service>.svg`.
-/// Returns one note per service that could not be profiled; a stop before the window opens
-/// skips the profiles.
+/// The heap profile URL of a service whose metrics are at `metrics_url`.
+pub fn heap_url(metrics_url: &str) -> String {
+    let base = metrics_url.strip_suffix("/metrics").unwrap_or(metrics_url);
+    format!("{base}/debug/pprof/heap")
+}
+
+/// What one service's profiling window gave: its CPU flamegraph, and its heap profile (pprof,
+/// gzipped) as the window opened and as it closed; each part the answer or why there is none.
+#[derive(Debug)]
+pub struct Taken {
+    /// The service.
+    pub service: String,
+    /// The CPU flamegraph SVG.
+    pub cpu: Result<Vec<u8>, String>,
+    /// The heap when the window opened.
+    pub heap_start: Result<Vec<u8>, String>,
+    /// The heap when it closed.
+    pub heap_end: Result<Vec<u8>, String>,
+}
+
+/// Profiles every `(service, metrics URL)` over `window`: the heap as it opens, the CPU
+/// throughout, the heap again as it closes. `Err` when a stop came before the window opened.
 pub async fn take_profiles(
     services: Vec<(String, String)>,
     load_started: Instant,
     window: ProfileWindow,
-    dir: PathBuf,
     stop: CancellationToken,
-) -> Vec<String> {
+) -> Result<Vec<Taken>, String> {
     tokio::select! {
         () = tokio::time::sleep_until(load_started + window.start_after) => {}
-        () = stop.cancelled() => return vec!["the run ended before the profiling window".into()],
-    }
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return vec![format!("cannot create {}: {e}", dir.display())];
+        () = stop.cancelled() => return Err("the run ended before the profiling window".into()),
     }
     let seconds = window.length.as_secs().max(1);
-    let client = match reqwest::Client::builder().timeout(window.length + Duration::from_secs(30)).build() {
-        Ok(client) => client,
-        Err(e) => return vec![format!("profiling client: {e}")],
-    };
+    let client = reqwest::Client::builder()
+        .timeout(window.length + Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("profiling client: {e}"))?;
     let jobs = services.into_iter().map(|(service, metrics_url)| {
         let client = client.clone();
-        let dir = dir.clone();
         async move {
-            let url = profile_url(&metrics_url, seconds);
-            match fetch_svg(&client, &url).await {
-                Ok(svg) => crate::atomic::write(&dir.join(format!("{service}.svg")), &svg)
-                    .err()
-                    .map(|e| format!("{service}: writing its profile: {e}")),
-                Err(e) => Some(format!("{service}: profile from {url}: {e}")),
-            }
+            let heap = heap_url(&metrics_url);
+            // The first heap profile a service gives fills its symbol cache, which would show as
+            // growth between the two that count: one is taken and dropped first.
+            let _warm_up = fetch(&client, &heap, Expect::Pprof).await;
+            let heap_start = fetch(&client, &heap, Expect::Pprof).await;
+            let cpu = fetch(&client, &profile_url(&metrics_url, seconds), Expect::Svg).await;
+            let heap_end = fetch(&client, &heap, Expect::Pprof).await;
+            Taken { service, cpu, heap_start, heap_end }
         }
     });
-    futures::future::join_all(jobs).await.into_iter().flatten().collect()
+    Ok(futures::future::join_all(jobs).await)
 }
 
-async fn fetch_svg(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
-    let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Svg,
+    Pprof,
+}
+
+async fn fetch(client: &reqwest::Client, url: &str, expect: Expect) -> Result<Vec<u8>, String> {
+    let failed = |e: String| format!("{url}: {e}");
+    let response = client.get(url).send().await.map_err(|e| failed(e.to_string()))?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    let body = response.bytes().await.map_err(|e| failed(e.to_string()))?;
     if !status.is_success() {
-        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()));
+        return Err(failed(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim())));
     }
-    if !body.starts_with(b"<?xml") && !body.starts_with(b"<svg") {
-        return Err("the answer is not an SVG".into());
+    let fits = match expect {
+        Expect::Svg => body.starts_with(b"<?xml") || body.starts_with(b"<svg"),
+        Expect::Pprof => !body.is_empty(),
+    };
+    if !fits {
+        return Err(failed(format!(
+            "the answer is not {}",
+            if matches!(expect, Expect::Svg) { "an SVG" } else { "a profile" }
+        )));
     }
     Ok(body.to_vec())
 }

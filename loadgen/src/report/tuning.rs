@@ -20,6 +20,46 @@ fn verdict(run: &RunData) -> String {
     format!("{first}{top}.")
 }
 
+/// Where each service's memory went over the profiling window (scenario 4): the allocation
+/// sites holding the most at its end and those that grew the most.
+fn heap_section(doc: &mut Doc, run: &RunData) {
+    if run.summary.heap.is_empty() {
+        return;
+    }
+    doc.h2("Heap by allocation site");
+    doc.p("From each service's heap profile at the start and the end of the profiling window (jemalloc's samples, \
+         one per 512 KiB allocated on average, scaled to bytes): the functions that asked for the memory still in \
+         use, past the allocator and the standard containers. The CPU profile is taken in the same window, and \
+         its sampler's buffers (`pprof::` frames, about 85 MB in a service's first profile) are part of what \
+         grew. The flamegraphs are in `profiles/` (`<service>.heap.svg`, `<service>.heap-growth.svg`; \
+         `<service>.heap.pb.gz` opens in `go tool pprof`).");
+    let mb = |bytes: i64| format!("{:.2}", bytes as f64 / 1e6);
+    for heap in &run.summary.heap {
+        doc.h3(format!(
+            "{}: {} MB in use at the window's start, {} MB at its end",
+            heap.service,
+            mb(heap.start_bytes),
+            mb(heap.end_bytes)
+        ));
+        let grown = |function: &str| heap.top_growth.iter().find(|s| s.function == function).map(|s| s.bytes);
+        let mut rows: Vec<Vec<String>> = heap
+            .top_sites
+            .iter()
+            .map(|s| {
+                vec![
+                    format!("`{}`", s.function.replace('`', "'")),
+                    mb(s.bytes),
+                    grown(&s.function).map_or("–".into(), mb),
+                ]
+            })
+            .collect();
+        for site in heap.top_growth.iter().filter(|g| !heap.top_sites.iter().any(|s| s.function == g.function)) {
+            rows.push(vec![format!("`{}`", site.function.replace('`', "'")), "–".into(), mb(site.bytes)]);
+        }
+        doc.table(&["allocation site", "MB in use at the end", "MB grown over the window"], rows);
+    }
+}
+
 /// The Performance Tuning Guide.
 pub fn tuning(runs: &[RunData]) -> Doc {
     let mut doc = Doc::new("Performance Tuning Guide");
@@ -85,6 +125,7 @@ pub fn tuning(runs: &[RunData]) -> Doc {
         })
         .collect(),
     );
+    heap_section(&mut doc, run);
     doc.h2("Configuration knobs");
     let busy = db.pool_busy_max.unwrap_or(0.0);
     let flush = stat("event_buffer_flush_duration_seconds_mean").map_or(0.0, |s| s.max);

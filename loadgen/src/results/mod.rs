@@ -55,6 +55,22 @@ pub mod layout {
     /// The rendered documents.
     pub const REPORT: &str = "report";
 
+    /// A service's heap profile at the end of the profiling window (pprof, gzipped), relative
+    /// to the folder.
+    pub fn heap_pprof(service: &str) -> String {
+        format!("{PROFILES}/{service}.heap.pb.gz")
+    }
+
+    /// A service's in-use bytes at the end of the profiling window, as a flamegraph.
+    pub fn heap_svg(service: &str) -> String {
+        format!("{PROFILES}/{service}.heap.svg")
+    }
+
+    /// What grew in a service's heap over the profiling window, as a flamegraph.
+    pub fn heap_growth_svg(service: &str) -> String {
+        format!("{PROFILES}/{service}.heap-growth.svg")
+    }
+
     /// A service's CPU flamegraph, relative to the folder.
     pub fn profile_svg(service: &str) -> String {
         format!("{PROFILES}/{service}.svg")

@@ -157,6 +157,10 @@ pub struct Summary {
     /// Each injected fault: when, how the SUT answered meanwhile, how long it took to recover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<crate::faults::FaultVerdict>,
+    /// The services' heaps over the profiling window (scenario 4): sampled bytes in use at its
+    /// start and end, and the allocation sites holding and growing the most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub heap: Vec<crate::observe::heap::HeapSummary>,
 }
 
 /// Planned rate per operation: each open stream's average rate split by its operation weights.

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::RunError;
 use super::audit::AuditStart;
 use super::observing::{all_metrics_urls, build_observer, finish_observing, observe};
+use super::profiles::{self, Profiled};
 use super::sampler::{Sampling, sample_every_second};
 use crate::definition::plan::Plan;
 use crate::deploy::{Endpoints, Provisioned};
@@ -19,10 +20,11 @@ use crate::engine::stop::{Stop, StopReason};
 use crate::engine::workload::Workload;
 use crate::faults::{self, FaultVerdict, Second};
 use crate::integrity::Integrity;
+use crate::observe::heap::HeapSummary;
 use crate::observe::postgres::DatabaseEnd;
-use crate::observe::profile::{self, ProfileWindow};
+use crate::observe::profile::ProfileWindow;
 use crate::observe::{ObservationLog, Observer};
-use crate::results::{ResultsDir, layout};
+use crate::results::ResultsDir;
 use crate::target::operations::Operation;
 use crate::verdict::live::LiveJudge;
 
@@ -33,7 +35,7 @@ pub(super) struct Alongside {
     watcher: Option<JoinHandle<Provisioned>>,
     sampler_done: CancellationToken,
     observing: JoinHandle<std::io::Result<Observer>>,
-    profiling: Option<JoinHandle<Vec<String>>>,
+    profiling: Option<JoinHandle<Profiled>>,
     faults_stop: CancellationToken,
     injecting: Option<JoinHandle<Vec<faults::Injected>>>,
     sampler: JoinHandle<std::io::Result<(ResultsDir, LiveJudge, Vec<Second>)>>,
@@ -61,6 +63,8 @@ pub(super) struct Findings {
     pub integrity: Option<Integrity>,
     /// Notes from the profiler.
     pub profile_notes: Vec<String>,
+    /// The services' heaps over the profiling window.
+    pub heap: Vec<HeapSummary>,
     /// Notes from the teardown.
     pub shutdown_notes: Vec<String>,
 }
@@ -110,11 +114,13 @@ impl Alongside {
         let profiling = plan.scenario.profile.map(|spec| {
             let window = ProfileWindow::middle_of(plan.duration(), spec.duration);
             let services: Vec<(String, String)> = metrics_urls.clone().into_iter().collect();
-            let dir = results.partial_path().join(layout::PROFILES);
+            let folder = results.partial_path().to_owned();
             let (gate, stop) = (gate.clone(), sampler_done.clone());
             tokio::spawn(async move {
-                let Some(started) = gate.opened(&stop).await else { return vec!["the load never started".to_owned()] };
-                profile::take_profiles(services, started, window, dir, stop).await
+                let Some(started) = gate.opened(&stop).await else {
+                    return Profiled { heap: Vec::new(), notes: vec!["the load never started".to_owned()] };
+                };
+                profiles::profile(services, started, window, &folder, stop).await
             })
         });
         let faults_stop = CancellationToken::new();
@@ -173,9 +179,11 @@ impl Alongside {
             Some(audit) => Some(audit.check(workload, plan.audit_settle).await),
             None => None,
         };
-        let profile_notes = match self.profiling {
-            Some(task) => task.await.unwrap_or_else(|e| vec![format!("profiling failed: {e}")]),
-            None => Vec::new(),
+        let profiled = match self.profiling {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|e| Profiled { heap: Vec::new(), notes: vec![format!("profiling failed: {e}")] }),
+            None => Profiled::default(),
         };
         self.watch_stop.cancel();
         let environment = match self.watcher {
@@ -201,7 +209,8 @@ impl Alongside {
             observe_notes: self.observe_notes,
             database_end,
             integrity,
-            profile_notes,
+            profile_notes: profiled.notes,
+            heap: profiled.heap,
             shutdown_notes,
         })
     }

@@ -10,6 +10,7 @@
 //! - [`alongside`]: the tasks beside the engine (signals, the service watcher, samplers, the
 //!   profiler, the fault injector, the per-second [`sampler`]), started and finished.
 //! - [`observing`]: the samplers assembled for the run.
+//! - [`profiles`]: the profiling window's CPU and heap profiles, written and summed.
 //! - [`summarize`]: `summary.json` from all of it.
 
 mod alongside;
@@ -17,6 +18,7 @@ mod audit;
 mod info;
 mod observing;
 mod prepare;
+mod profiles;
 mod sampler;
 mod summarize;
 

@@ -13,7 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::RunError;
 use super::audit::AuditStart;
 use crate::definition::plan::{AuthPlan, Plan, Target};
-use crate::deploy::{Endpoints, ProvisionSettings, Provisioned};
+use crate::deploy::{Endpoints, ProvisionSettings, Provisioned, heap_sampling};
 use crate::engine::ledger::Ledger;
 use crate::engine::recorder::Recorder;
 use crate::engine::workload::{RestAuth, Workload};
@@ -47,6 +47,7 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
                 logs_dir: results.logs_dir(),
                 extra_args: plan.service_args.clone(),
                 deploy: plan.deploy,
+                environment: if plan.scenario.profile.is_some() { heap_sampling() } else { Vec::new() },
             })
             .await?;
             let lifetime = plan.duration() + Duration::from_secs(3600);

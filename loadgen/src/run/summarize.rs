@@ -88,17 +88,19 @@ pub(super) fn summary(
         profiles,
         integrity,
         faults: std::mem::take(&mut findings.faults),
+        heap: std::mem::take(&mut findings.heap),
     }
 }
 
-/// `profiles/<service>.svg` for each profile written, then the notes on those that were not.
+/// The profile files written (each service's CPU flamegraph, heap profile and heap flamegraphs),
+/// then the notes on those that were not.
 fn profile_listing(results: &ResultsDir, services: &[String], wanted: bool, notes: Vec<String>) -> Vec<String> {
     if !wanted {
         return Vec::new();
     }
     let mut listing: Vec<String> = services
         .iter()
-        .map(|s| layout::profile_svg(s))
+        .flat_map(|s| [layout::profile_svg(s), layout::heap_pprof(s), layout::heap_svg(s), layout::heap_growth_svg(s)])
         .filter(|file| results.partial_path().join(file).is_file())
         .collect();
     listing.extend(notes);

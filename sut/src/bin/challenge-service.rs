@@ -6,6 +6,10 @@
 use clap::Parser;
 use sut::services::challenge::{ChallengeService, ChallengeServiceSettings};
 
+/// jemalloc with the `jemalloc` feature (heap size and profiles, `sut::profiling::heap`).
+#[global_allocator]
+static ALLOCATOR: sut::profiling::heap::Allocator = sut::profiling::heap::ALLOCATOR;
+
 /// The challenge service of the system under test (REST, SPEC §3).
 #[derive(Debug, Parser)]
 #[command(version, about)]

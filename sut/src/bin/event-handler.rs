@@ -6,6 +6,10 @@
 use clap::Parser;
 use sut::services::event_handler::{EventHandler, EventHandlerSettings};
 
+/// jemalloc with the `jemalloc` feature (heap size and profiles, `sut::profiling::heap`).
+#[global_allocator]
+static ALLOCATOR: sut::profiling::heap::Allocator = sut::profiling::heap::ALLOCATOR;
+
 /// The event handler of the system under test (gRPC, SPEC §5).
 #[derive(Debug, Parser)]
 #[command(version, about)]

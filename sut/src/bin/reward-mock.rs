@@ -6,6 +6,10 @@
 use clap::Parser;
 use sut::services::reward_mock::{RewardMock, RewardMockSettings};
 
+/// jemalloc with the `jemalloc` feature (heap size and profiles, `sut::profiling::heap`).
+#[global_allocator]
+static ALLOCATOR: sut::profiling::heap::Allocator = sut::profiling::heap::ALLOCATOR;
+
 /// The reward platform mock of the system under test (SPEC §4).
 #[derive(Debug, Parser)]
 #[command(version, about)]

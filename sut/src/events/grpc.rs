@@ -78,6 +78,8 @@ pub struct EventService<S: ProgressStore> {
     namespace: Arc<str>,
     full_wait: Duration,
     metrics: EventMetrics,
+    /// Every event received, kept forever: a deliberate leak, only with `--test-leak-events`.
+    leak: Option<Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl<S: ProgressStore> Clone for EventService<S> {
@@ -88,6 +90,7 @@ impl<S: ProgressStore> Clone for EventService<S> {
             namespace: self.namespace.clone(),
             full_wait: self.full_wait,
             metrics: self.metrics.clone(),
+            leak: self.leak.clone(),
         }
     }
 }
@@ -105,7 +108,20 @@ impl<S: ProgressStore> EventService<S> {
         full_wait: Duration,
         metrics: EventMetrics,
     ) -> Self {
-        Self { store, buffer, namespace: namespace.into(), full_wait, metrics }
+        Self { store, buffer, namespace: namespace.into(), full_wait, metrics, leak: None }
+    }
+
+    /// The same service, keeping a copy of every event it receives and never freeing it: the
+    /// deliberate leak the harness's soak test must flag.
+    pub fn leaking_every_event(self) -> Self {
+        Self { leak: Some(Arc::default()), ..self }
+    }
+
+    fn keep(&self, event: &impl std::fmt::Debug) {
+        if let Some(leak) = &self.leak {
+            let copy = format!("{event:?}");
+            leak.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(copy);
+        }
     }
 
     /// Common path: namespace filter, then buffer the updates `make` builds.
@@ -177,6 +193,7 @@ impl<S: ProgressStore> UserAuthenticationUserLoggedInService for EventService<S>
         let started = Instant::now();
         self.metrics.received.with_label_values(&[LOGIN]).inc();
         let event = request.into_inner();
+        self.keep(&event);
         let account = event.payload.as_ref().and_then(|p| p.user_account.as_ref());
         let user_id = first_non_empty(&[&event.user_id, account.map_or("", |a| a.user_id.as_str())]);
         if user_id.is_empty() {
@@ -198,6 +215,7 @@ impl<S: ProgressStore> StatisticStatItemUpdatedService for EventService<S> {
         let started = Instant::now();
         self.metrics.received.with_label_values(&[STAT]).inc();
         let event = request.into_inner();
+        self.keep(&event);
         let Some(item) = event.payload.as_ref() else {
             return Err(self.invalid(STAT, "stat event has no payload"));
         };

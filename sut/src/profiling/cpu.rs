@@ -1,6 +1,6 @@
-//! `GET /debug/pprof/profile?seconds=N` on every admin port: samples this process's CPU for N
-//! seconds (pprof-rs, 99 Hz) and answers with a flamegraph SVG. One profile at a time per
-//! process (the sampler is process-wide); a second request meanwhile gets 409.
+//! `GET /debug/pprof/profile?seconds=N`: samples this process's CPU for N seconds (pprof-rs,
+//! 99 Hz) and answers with a flamegraph SVG. One profile at a time per process (the sampler is
+//! process-wide); a second request meanwhile gets 409.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,8 +23,8 @@ struct ProfileParams {
     seconds: Option<u64>,
 }
 
-/// The profiling route, to merge into an admin router.
-pub fn router() -> Router {
+/// The CPU profile's route.
+pub(super) fn router() -> Router {
     Router::new().route("/debug/pprof/profile", get(profile))
 }
 

@@ -73,6 +73,10 @@ pub struct EventHandlerSettings {
     /// Admin port serving /metrics (0 picks a free one).
     #[arg(long, env = "ADMIN_PORT", default_value_t = 8082)]
     pub admin_port: u16,
+    /// For the harness's own tests only: keep a copy of every event received, forever (a
+    /// deliberate memory leak, which a soak run must flag).
+    #[arg(long, hide = true, env = "GAUNTLET_TEST_LEAK_EVENTS")]
+    pub test_leak_events: bool,
 }
 
 /// A bound, migrated, ready-to-run event handler.
@@ -109,6 +113,7 @@ impl<S: ProgressStore> Parts<S> {
         let buffer = Arc::new(EventBuffer::new(settings.buffer_limit));
         let service =
             EventService::new(store.clone(), buffer.clone(), &settings.namespace, settings.buffer_full_wait, metrics);
+        let service = if settings.test_leak_events { service.leaking_every_event() } else { service };
         Self { service, buffer, store }
     }
 

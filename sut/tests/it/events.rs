@@ -575,3 +575,19 @@ async fn the_admin_port_serves_a_cpu_flamegraph() {
     assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>"), "{}", &svg[..svg.len().min(300)]);
     handler.stop().await;
 }
+
+#[tokio::test]
+async fn without_heap_sampling_the_heap_profile_says_how_to_turn_it_on() {
+    // This test binary keeps the system allocator and starts without jemalloc's options, so
+    // jemalloc samples nothing: the route answers 409 naming the switch (the harness's
+    // scenario 4 test takes real heap profiles from the service binaries).
+    let database = fresh_database().await;
+    let handler = spawn_handler(&handler_settings(&database, StoreKind::default()), test_config()).await;
+    let response = reqwest::get(format!("{}/debug/pprof/heap", handler.admin_url)).await.unwrap();
+    assert_eq!(response.status(), 409);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("_RJEM_MALLOC_CONF=prof:true"), "{text}");
+    let metrics = reqwest::get(format!("{}/metrics", handler.admin_url)).await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains("heap_allocated_bytes"), "no heap size where jemalloc allocates nothing");
+    handler.stop().await;
+}

@@ -247,6 +247,7 @@ pub fn handler_settings(database_url: &str, store: StoreKind) -> EventHandlerSet
         host: "127.0.0.1".into(),
         grpc_port: 0,
         admin_port: 0,
+        test_leak_events: false,
     }
 }
 
