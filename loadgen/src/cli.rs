@@ -35,6 +35,10 @@ enum Command {
     Scenario4(RunArgs),
     /// End-to-end latency: from an event's send to its effect in the API.
     Scenario5(RunArgs),
+    /// Scenario 3's mix held steady for 30 minutes (--duration to change), at half of the
+    /// reference capacity or of a sweep's (--capacity): the verdict says whether any service's
+    /// memory, heap, tasks, open files or connections grew.
+    Soak(SoakArgs),
     /// Renders the Performance Baseline, Capacity Planning and Performance Tuning documents
     /// (HTML and Markdown) from saved results folders; with --compare A B, the deltas between
     /// two runs (exit 99 when one regressed beyond the tolerance).
@@ -70,6 +74,41 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// A sweep's capacity.json: soak at --fraction of the heaviest level its combined row with
+    /// the highest API rate sustained (--rps and --eps, when given, win).
+    #[arg(long)]
+    capacity: Option<PathBuf>,
+    /// The share of that level to hold.
+    #[arg(long, default_value_t = 0.5)]
+    fraction: f64,
+}
+
+impl SoakArgs {
+    /// The run's options with the soak's rates filled in from `--capacity`.
+    fn rates(self) -> anyhow::Result<RunArgs> {
+        let Self { mut run, capacity, fraction } = self;
+        if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+            anyhow::bail!("--fraction must be above 0 and at most 1, got {fraction}");
+        }
+        let Some(path) = capacity else { return Ok(run) };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        let capacity: crate::sweep::Capacity =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a capacity.json: {e}", path.display()))?;
+        let level = capacity.soak_level(fraction).ok_or_else(|| {
+            anyhow::anyhow!("{}: no combined level was sustained, so there is no capacity to soak at", path.display())
+        })?;
+        run.rps = run.rps.or(Some(level.rps));
+        run.eps = run.eps.or(Some(level.eps));
+        eprintln!("gauntlet: soaking at {} rps + {} eps ({fraction} of {})", level.rps, level.eps, path.display());
+        Ok(run)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,6 +263,13 @@ pub fn run(cli: Cli) -> i32 {
         Command::Scenario3(args) => (builtin::named("scenario3"), args),
         Command::Scenario4(args) => (builtin::named("scenario4"), args),
         Command::Scenario5(args) => (builtin::named("scenario5"), args),
+        Command::Soak(soak) => match soak.rates() {
+            Ok(args) => (builtin::named("soak"), args),
+            Err(e) => {
+                eprintln!("loadgen: error: {}", describe(&e));
+                return EXIT_INVALID;
+            }
+        },
         Command::Run { file, args } => (scenario_named(&file), args),
     };
     let plan =

@@ -146,6 +146,21 @@ pub struct Capacity {
     pub interrupted: Option<String>,
 }
 
+impl Capacity {
+    /// The level a soak holds: `fraction` of the heaviest sustained level of the combined row
+    /// with the highest API rate (both streams substantial, as in scenario 3); `None` when no
+    /// combined row sustained any level.
+    pub fn soak_level(&self, fraction: f64) -> Option<Level> {
+        let row = self
+            .searches
+            .iter()
+            .filter(|s| s.mode == SweepMode::Combined)
+            .filter_map(|s| s.max_sustainable)
+            .max_by(|a, b| a.rps.total_cmp(&b.rps))?;
+        Some(Level { rps: (row.rps * fraction).round(), eps: (row.eps * fraction).round() })
+    }
+}
+
 /// Why a sweep could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
@@ -448,6 +463,19 @@ mod tests {
         assert!(ladders[2..].iter().all(|(mode, _, l)| *mode == SweepMode::Combined && l.len() == 7));
         assert_eq!(ladders[8].2[0], Level { rps: 5000.0, eps: 100.0 });
         assert!(Cli::try_parse_from(["sweep", "--rps", "5"]).map(|c| c.sweep.validate().is_err()).unwrap_or(true));
+    }
+
+    #[test]
+    fn a_soak_holds_half_the_references_heaviest_combined_row_as_the_built_in_soak_does() {
+        let reference: Capacity =
+            serde_json::from_str(include_str!("../../results/reference/nightly-capacity.json")).unwrap();
+        let level = reference.soak_level(0.5).unwrap();
+        assert_eq!(level, Level { rps: 250.0, eps: 875.0 });
+        let soak = crate::definition::builtin::named("soak").unwrap();
+        let rates: Vec<f64> = soak.streams.values().filter_map(|s| s.rate.map(|r| r.0)).collect();
+        assert_eq!(rates, vec![level.rps, level.eps], "the built-in soak is that level (api, events)");
+        let none = Capacity { searches: Vec::new(), ..reference };
+        assert_eq!(none.soak_level(0.5), None);
     }
 
     #[test]

@@ -106,7 +106,11 @@ pub fn summary_table(summary: &Summary) -> String {
                 if t.passed { "PASS" } else { "FAIL" },
                 t.metric,
                 t.expression,
-                t.value.map_or("no data".to_owned(), |v| format!("{v:.4}"))
+                t.value.map_or("no data".to_owned(), |v| if t.metric.starts_with("leak") {
+                    format!("{v:.0} per hour at the 95% interval's low end")
+                } else {
+                    format!("{v:.4}")
+                })
             );
         }
     }

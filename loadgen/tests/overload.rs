@@ -113,6 +113,7 @@ async fn instant_failures_are_kept_out_of_the_expected_response_figures() {
         streams: &streams,
         seconds: 3.0,
         extras: BTreeMap::new(),
+        trends: &[],
     };
     let p95 = |metric: &str| {
         source.observe(&Metric::parse(metric).unwrap(), ThresholdExpr::parse("p(95)<1").unwrap().aggregation).unwrap()

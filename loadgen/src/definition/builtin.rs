@@ -5,7 +5,7 @@
 use crate::definition::scenario::{Scenario, ScenarioError};
 
 /// Names and texts of the built-in scenarios.
-pub const BUILTIN: [(&str, &str); 14] = [
+pub const BUILTIN: [(&str, &str); 15] = [
     ("scenario1", include_str!("../../../scenarios/scenario1.yaml")),
     ("scenario2", include_str!("../../../scenarios/scenario2.yaml")),
     ("scenario3", include_str!("../../../scenarios/scenario3.yaml")),
@@ -20,6 +20,7 @@ pub const BUILTIN: [(&str, &str); 14] = [
     ("daily-curve", include_str!("../../../scenarios/daily-curve.yaml")),
     ("session-bursts", include_str!("../../../scenarios/session-bursts.yaml")),
     ("completion-waves", include_str!("../../../scenarios/completion-waves.yaml")),
+    ("soak", include_str!("../../../scenarios/soak.yaml")),
 ];
 
 /// A built-in scenario by name.

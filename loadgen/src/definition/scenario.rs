@@ -77,6 +77,33 @@ pub struct Scenario {
     /// platform does (backoff from 100 ms, doubling, within the request timeout).
     #[serde(default)]
     pub event_retries: u32,
+    /// The start of the run that growth trends (`leak` thresholds, the reports' growth table)
+    /// leave out; a sixth of the duration unless set.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_duration_text",
+        deserialize_with = "de_warmup"
+    )]
+    pub warmup: Option<Duration>,
+}
+
+impl Scenario {
+    /// The warm-up growth trends leave out: as written, else a sixth of the duration.
+    pub fn warmup(&self) -> Duration {
+        self.warmup.unwrap_or(self.duration / 6)
+    }
+}
+
+fn de_warmup<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    checked_duration(d, "warmup").map(Some)
+}
+
+fn optional_duration_text<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => duration_text::serialize(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// `profile: {duration: 10s}`: flamegraphs of each SUT service over a window of that length

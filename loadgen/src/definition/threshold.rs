@@ -2,8 +2,9 @@
 //! (`http_req_duration{expected_response:true,operation:GET /v1/challenges}`), and expressions
 //! like `p(95)<200`, `avg<50`, `rate<0.01`, `count==0`, written as text or as k6's object
 //! `{threshold, abortOnFail, delayAbortEval}`. Beyond k6, a windowed expression
-//! (`p(95)<500 over 10s`) fails when any window of that length breaks it. Latencies are in
-//! milliseconds.
+//! (`p(95)<500 over 10s`) fails when any window of that length breaks it, and the `leak` metric
+//! judges how fast a service's resources grow over the run's steady part
+//! (`leak{series:heap}: ['slope<1MB/h']`). Latencies are in milliseconds.
 //! How they are judged is [`crate::verdict`]'s.
 
 use std::fmt;
@@ -35,6 +36,51 @@ pub enum TagFilter {
     Scenario(String),
     /// `expected_response:true` — whether the response was the expected one.
     ExpectedResponse(bool),
+    /// `component:event-handler` — a SUT service, or `postgres` (`leak` only).
+    Component(String),
+    /// `series:heap` — which resource's growth (`leak` only).
+    Series(Growth),
+}
+
+/// The resources whose growth `leak` judges, each from one per-second observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Growth {
+    /// Resident memory (bytes).
+    Memory,
+    /// Heap in use, as the allocator counts it (bytes).
+    Heap,
+    /// The async runtime's alive tasks.
+    Tasks,
+    /// Open file descriptors.
+    OpenFiles,
+    /// Database connections: a service's pool connections in use, PostgreSQL's in total.
+    Connections,
+    /// Entries in the event handler's buffer.
+    EventBuffer,
+}
+
+impl Growth {
+    /// Every series, in the order reports list them.
+    pub const ALL: [Growth; 6] =
+        [Growth::Memory, Growth::Heap, Growth::Tasks, Growth::OpenFiles, Growth::Connections, Growth::EventBuffer];
+
+    /// Its name in a `series:` filter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Growth::Memory => "memory",
+            Growth::Heap => "heap",
+            Growth::Tasks => "tasks",
+            Growth::OpenFiles => "open_files",
+            Growth::Connections => "connections",
+            Growth::EventBuffer => "event_buffer",
+        }
+    }
+
+    /// Whether it counts bytes (else things).
+    pub fn in_bytes(self) -> bool {
+        matches!(self, Growth::Memory | Growth::Heap)
+    }
 }
 
 /// What kind of values a metric holds, which decides the aggregations it takes (as in k6).
@@ -48,6 +94,8 @@ pub enum MetricType {
     Counter,
     /// One observed value: `value`, `max`.
     Gauge,
+    /// A resource's growth over the run's steady part: `slope`, per hour.
+    Growth,
 }
 
 /// Base metric names.
@@ -93,10 +141,14 @@ pub enum MetricBase {
     ClaimsDoubleGranted,
     /// Goals claimed during the run without a grant (`count`).
     GoalsClaimedWithoutGrant,
+    /// Growth per hour of a service's resource over the run's steady part (`slope`), judged by
+    /// the low end of its 95% confidence interval: a leak is called only beyond doubt. Without
+    /// filters: the resident memory of every service under test (not the platform's mock).
+    Leak,
 }
 
 /// Every metric name thresholds know.
-pub const METRIC_NAMES: [(&str, MetricBase); 19] = [
+pub const METRIC_NAMES: [(&str, MetricBase); 20] = [
     ("http_req_duration", MetricBase::HttpReqDuration),
     ("grpc_req_duration", MetricBase::GrpcReqDuration),
     ("latency", MetricBase::Latency),
@@ -116,6 +168,7 @@ pub const METRIC_NAMES: [(&str, MetricBase); 19] = [
     ("events_double_applied", MetricBase::EventsDoubleApplied),
     ("claims_double_granted", MetricBase::ClaimsDoubleGranted),
     ("goals_claimed_without_grant", MetricBase::GoalsClaimedWithoutGrant),
+    ("leak", MetricBase::Leak),
 ];
 
 impl MetricBase {
@@ -139,11 +192,16 @@ impl MetricBase {
             | MetricBase::ClaimsDoubleGranted
             | MetricBase::GoalsClaimedWithoutGrant => MetricType::Counter,
             MetricBase::DbPoolBusy | MetricBase::LoadgenCpu => MetricType::Gauge,
+            MetricBase::Leak => MetricType::Growth,
         }
     }
 
     fn takes(self, tag: &TagFilter) -> bool {
+        if matches!(tag, TagFilter::Component(_) | TagFilter::Series(_)) {
+            return self == MetricBase::Leak;
+        }
         match self {
+            MetricBase::Leak => false,
             MetricBase::DbPoolBusy
             | MetricBase::LoadgenCpu
             | MetricBase::EventsLost
@@ -221,9 +279,15 @@ impl TagFilter {
                 "false" => false,
                 _ => return Err(format!("expected_response '{value}' is not true or false")),
             }),
+            "component" => TagFilter::Component(value.to_owned()),
+            "series" => TagFilter::Series(Growth::ALL.into_iter().find(|g| g.name() == value).ok_or_else(|| {
+                let known: Vec<&str> = Growth::ALL.iter().map(|g| g.name()).collect();
+                format!("unknown series '{value}' (known: {})", known.join(", "))
+            })?),
             other => {
                 return Err(format!(
-                    "unknown tag '{other}' (known: operation, name, status, scenario, expected_response)"
+                    "unknown tag '{other}' (known: operation, name, status, scenario, expected_response, \
+                     component, series)"
                 ));
             }
         })
@@ -249,14 +313,17 @@ pub enum Aggregation {
     Count,
     /// The value (gauges).
     Value,
+    /// Growth per hour (`leak`), the limit written with its unit: `slope<1MB/h`, `slope<10/h`.
+    Slope,
 }
 
 impl Aggregation {
     fn fits(self, kind: MetricType) -> bool {
         match kind {
-            MetricType::Trend => !matches!(self, Aggregation::Rate | Aggregation::Value),
+            MetricType::Trend => !matches!(self, Aggregation::Rate | Aggregation::Value | Aggregation::Slope),
             MetricType::Rate | MetricType::Counter => matches!(self, Aggregation::Rate | Aggregation::Count),
             MetricType::Gauge => matches!(self, Aggregation::Value | Aggregation::Max),
+            MetricType::Growth => self == Aggregation::Slope,
         }
     }
 }
@@ -337,8 +404,14 @@ impl ThresholdExpr {
         .iter()
         .find_map(|(symbol, c)| right.strip_prefix(symbol).map(|rest| (*c, rest)))
         .ok_or_else(|| format!("'{text}': unknown comparison"))?;
-        let limit: f64 = limit.parse().map_err(|_| format!("'{text}': '{limit}' is not a number"))?;
+        let slope = left == "slope";
+        let limit: f64 = if slope {
+            per_hour(limit).ok_or_else(|| format!("'{text}': '{limit}' is not a growth per hour like 1MB/h or 10/h"))?
+        } else {
+            limit.parse().map_err(|_| format!("'{text}': '{limit}' is not a number"))?
+        };
         let aggregation = match left {
+            "slope" => Aggregation::Slope,
             "avg" => Aggregation::Avg,
             "min" => Aggregation::Min,
             "max" => Aggregation::Max,
@@ -353,7 +426,7 @@ impl ThresholdExpr {
                     .and_then(|n| n.parse::<f64>().ok())
                     .filter(|p| (0.0..=100.0).contains(p))
                     .ok_or_else(|| {
-                        format!("'{text}': '{left}' is not avg, min, max, med, rate, count, value or p(0..100)")
+                        format!("'{text}': '{left}' is not avg, min, max, med, rate, count, value, slope or p(0..100)")
                     })?;
                 Aggregation::Percentile(p)
             }
@@ -385,9 +458,23 @@ impl ThresholdExpr {
             MetricType::Rate => "rate (a share), count",
             MetricType::Counter => "count, rate (per second)",
             MetricType::Gauge => "value, max",
+            MetricType::Growth => "slope (per hour, e.g. slope<1MB/h)",
         };
         Err(format!("'{}' does not apply to {name} (it takes {takes})", self.text))
     }
+}
+
+/// A growth limit per hour: `1MB/h` (bytes: B, KB, MB, GB in powers of 1000; KiB, MiB, GiB in
+/// powers of 1024) or `10/h` (things).
+fn per_hour(text: &str) -> Option<f64> {
+    let amount = text.strip_suffix("/h")?;
+    let units = [("GiB", 1024.0 * 1024.0 * 1024.0), ("MiB", 1024.0 * 1024.0), ("KiB", 1024.0), ("GB", 1e9)];
+    let units = units.into_iter().chain([("MB", 1e6), ("KB", 1e3), ("kB", 1e3), ("B", 1.0)]);
+    let (number, scale) = units
+        .into_iter()
+        .find_map(|(unit, scale)| amount.strip_suffix(unit).map(|n| (n, scale)))
+        .unwrap_or((amount, 1.0));
+    number.parse::<f64>().ok().filter(|n| n.is_finite()).map(|n| n * scale)
 }
 
 impl fmt::Display for ThresholdExpr {
@@ -510,6 +597,31 @@ mod tests {
         assert!(e.contains("has no 'status' tag"), "{e}");
         let e = Metric::parse("http_req_durations").unwrap_err();
         assert!(e.contains("unknown metric 'http_req_durations'"), "{e}");
+    }
+
+    #[test]
+    fn leak_takes_a_growth_per_hour_with_its_unit_and_its_own_tags() {
+        let e = ThresholdExpr::parse("slope<1MB/h").unwrap();
+        assert_eq!((e.aggregation, e.limit), (Aggregation::Slope, 1e6));
+        assert_eq!(ThresholdExpr::parse("slope < 2MiB/h").unwrap().limit, 2.0 * 1024.0 * 1024.0);
+        assert_eq!(ThresholdExpr::parse("slope<10/h").unwrap().limit, 10.0);
+        let e = ThresholdExpr::parse("slope<1MB").unwrap_err();
+        assert!(e.contains("not a growth per hour"), "{e}");
+        assert!(ThresholdExpr::parse("p(95)<1MB/h").is_err(), "units only for slopes");
+        let leak = Metric::parse("leak{component:event-handler,series:heap}").unwrap();
+        assert_eq!(leak.tags, vec![TagFilter::Component("event-handler".into()), TagFilter::Series(Growth::Heap)]);
+        let slope = ThresholdExpr::parse("slope<1MB/h").unwrap();
+        assert!(slope.check_against(&leak, "leak").is_ok());
+        let e = ThresholdExpr::parse("max<5").unwrap().check_against(&leak, "leak").unwrap_err();
+        assert!(e.contains("slope"), "{e}");
+        let duration = Metric::parse("http_req_duration").unwrap();
+        assert!(slope.check_against(&duration, "http_req_duration").is_err());
+        let e = Metric::parse("leak{series:threads}").unwrap_err();
+        assert!(e.contains("unknown series 'threads'") && e.contains("open_files"), "{e}");
+        let e = Metric::parse("http_req_duration{series:heap}").unwrap_err();
+        assert!(e.contains("has no 'series' tag"), "{e}");
+        let e = Metric::parse("leak{status:200}").unwrap_err();
+        assert!(e.contains("has no 'status' tag"), "{e}");
     }
 
     #[test]

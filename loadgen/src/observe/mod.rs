@@ -15,6 +15,8 @@
 //!   run (scenario 4); [`heap`]: a heap profile read, diffed, drawn and summed by site.
 //! - [`digest`]: the summary's `resources`, `database` and `services` sections, and the
 //!   generator-saturation warnings, computed from the observations.
+//! - [`trend`]: how fast each service's memory, heap, tasks, files and connections grew over
+//!   the run's steady part, with a confidence interval (what `leak` thresholds judge).
 
 pub mod containers;
 pub mod digest;
@@ -23,6 +25,7 @@ pub mod postgres;
 pub mod profile;
 pub mod prometheus;
 pub mod resources;
+pub mod trend;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};

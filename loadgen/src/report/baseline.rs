@@ -96,6 +96,36 @@ fn integrity_section(doc: &mut Doc, runs: &[RunData]) {
     }
 }
 
+/// How fast each service's resources grew over each run's steady part (the `leak` metric).
+fn growth_section(doc: &mut Doc, runs: &[RunData]) {
+    let fitted: Vec<&RunData> = runs.iter().filter(|r| !r.summary.trends.is_empty()).collect();
+    if fitted.is_empty() {
+        return;
+    }
+    doc.h2("Growth over the steady part");
+    doc.p("Each resource's per-second samples after the warm-up, fitted with a least-squares line: its slope per \
+         hour and a 95% confidence interval, widened for samples that move in steps (the residuals' lag-1 \
+         autocorrelation). A `leak` threshold fails only when the interval's low end is above its limit: growth \
+         beyond doubt. An interval that spans the limit asks for a longer run.");
+    let mut rows = Vec::new();
+    for run in fitted {
+        for t in &run.summary.trends {
+            let bytes = t.series.in_bytes();
+            rows.push(vec![
+                run.level_label(),
+                t.component.clone(),
+                t.series.name().to_owned(),
+                format!("{}–{} s", t.from_s, t.to_s),
+                if bytes { format!("{:.1} MB", t.start / 1e6) } else { format!("{:.0}", t.start) },
+                per_hour(t.per_hour, bytes),
+                format!("{} … {}", per_hour(t.per_hour_low, bytes), per_hour(t.per_hour_high, bytes)),
+                format!("{:.2}", t.r_squared),
+            ]);
+        }
+    }
+    doc.table(&["level", "component", "series", "steady part", "at its start", "growth", "95% interval", "R²"], rows);
+}
+
 /// What the report concludes: the thresholds, then `levels` (each kind of load against the
 /// limits, as the maximum sustainable load section found them), then the books.
 fn verdict(runs: &[RunData], levels: Vec<String>) -> String {
@@ -157,6 +187,7 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
     );
     faults_section(&mut doc, runs);
     integrity_section(&mut doc, runs);
+    growth_section(&mut doc, runs);
     doc.h2("Resources per load level");
     let mut rows = Vec::new();
     for run in runs {

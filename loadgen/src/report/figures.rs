@@ -73,6 +73,8 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
     over_time("cpu", "CPU per component (100% = one core)", "CPU over time", "% of one core", &cpu);
     let memory = per_component("memory_bytes", 1.0 / 1_048_576.0);
     over_time("memory", "Resident memory per component", "Memory over time", "MiB", &memory);
+    let heap = per_component("heap_allocated_bytes", 1.0 / 1_048_576.0);
+    over_time("heap", "Heap in use per service, as its allocator counts it", "Heap over time", "MiB", &heap);
     let pools: Vec<Series> = run
         .summary
         .services

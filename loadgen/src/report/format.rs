@@ -11,6 +11,11 @@ pub(super) fn pct(v: f64) -> String {
     format!("{:.2}%", v * 100.0)
 }
 
+/// A growth per hour: bytes in MB (powers of 1000), things as counted.
+pub(super) fn per_hour(value: f64, bytes: bool) -> String {
+    if bytes { format!("{:+.2} MB/h", value / 1e6) } else { format!("{value:+.1}/h") }
+}
+
 pub(super) fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map_or_else(|| "–".to_owned(), f)
 }

@@ -157,6 +157,9 @@ pub struct Summary {
     /// Each injected fault: when, how the SUT answered meanwhile, how long it took to recover.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<crate::faults::FaultVerdict>,
+    /// How fast each service's resources grew over the steady part (after the warm-up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trends: Vec<crate::observe::trend::Trend>,
     /// The services' heaps over the profiling window (scenario 4): sampled bytes in use at its
     /// start and end, and the allocation sites holding and growing the most.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

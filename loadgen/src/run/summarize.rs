@@ -9,7 +9,7 @@ use crate::definition::plan::Plan;
 use crate::engine::EngineOutcome;
 use crate::engine::recorder::Recorder;
 use crate::engine::stop::StopReason;
-use crate::observe::digest;
+use crate::observe::{digest, trend};
 use crate::results::summary::{self, Summary};
 use crate::results::{ResultsDir, layout};
 use crate::verdict::source::Measurements;
@@ -53,12 +53,14 @@ pub(super) fn summary(
             extras.insert(name, count as f64);
         }
     }
+    let trends = trend::trends(log, &services, plan.scenario.warmup().as_secs());
     let stream_names = plan.stream_names();
     let source = Measurements {
         operations: totals.iter().map(|t| (t.operation, &t.measured)).collect(),
         streams: &stream_names,
         seconds: outcome.elapsed.as_secs_f64(),
         extras,
+        trends: &trends,
     };
     let mut thresholds = thresholds::evaluate(&plan.scenario.thresholds, &source, &findings.judge.window_results());
     for result in &mut thresholds {
@@ -88,6 +90,7 @@ pub(super) fn summary(
         profiles,
         integrity,
         faults: std::mem::take(&mut findings.faults),
+        trends,
         heap: std::mem::take(&mut findings.heap),
     }
 }

@@ -22,6 +22,13 @@ pub mod operations;
 pub mod requests;
 pub mod seed;
 
+/// The services the harness runs beside the service as stand-ins for the platform (the reward
+/// platform's mock). Their resources are observed and reported, but growth there is the
+/// platform's bookkeeping — the mock keeps every grant and every idempotent answer for the
+/// integrity audit, as the platform keeps its records — so a `leak` threshold leaves them out
+/// unless it names them.
+pub const PLATFORM_STAND_INS: [&str; 1] = ["reward-mock"];
+
 /// A fixture that is unreadable or inconsistent, or progress that could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {

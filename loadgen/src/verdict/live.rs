@@ -152,7 +152,7 @@ impl LiveJudge {
         metric: &Metric,
         expr: &ThresholdExpr,
     ) -> Option<f64> {
-        let source = Measurements { operations, streams: &self.streams, seconds, extras: BTreeMap::new() };
+        let source = Measurements { operations, streams: &self.streams, seconds, extras: BTreeMap::new(), trends: &[] };
         source.observe(metric, expr.aggregation)
     }
 

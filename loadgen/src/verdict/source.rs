@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::definition::threshold::{Aggregation, Metric, MetricBase, TagFilter};
+use crate::definition::threshold::{Aggregation, Growth, Metric, MetricBase, TagFilter};
 use crate::engine::recorder::{Measured, Series, SeriesKey, new_histogram};
+use crate::observe::trend::{DATABASE, Trend};
+use crate::target::PLATFORM_STAND_INS;
 use crate::target::operations::Operation;
 
 /// Where thresholds read their observed values from.
@@ -28,6 +30,8 @@ pub struct Measurements<'a> {
     pub seconds: f64,
     /// Other observed values by metric name (`db_pool_busy` → max, `loadgen_cpu` → max).
     pub extras: BTreeMap<&'static str, f64>,
+    /// Resources' growth over the steady part (`leak`).
+    pub trends: &'a [Trend],
 }
 
 impl Measurements<'_> {
@@ -71,6 +75,33 @@ impl Measurements<'_> {
             })
     }
 
+    /// The low end of the growth interval of the trends `metric` selects (without filters, the
+    /// memory of every service under test: not PostgreSQL's, not the platform's stand-ins'),
+    /// the highest of them.
+    fn leak(&self, metric: &Metric) -> Option<f64> {
+        let series = metric.tags.iter().find_map(|t| match t {
+            TagFilter::Series(s) => Some(*s),
+            _ => None,
+        });
+        let components: Vec<&str> = metric
+            .tags
+            .iter()
+            .filter_map(|t| match t {
+                TagFilter::Component(c) => Some(c.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.trends
+            .iter()
+            .filter(|t| t.series == series.unwrap_or(Growth::Memory))
+            .filter(|t| match components.as_slice() {
+                [] => t.component != DATABASE && !PLATFORM_STAND_INS.contains(&t.component.as_str()),
+                named => named.contains(&t.component.as_str()),
+            })
+            .map(|t| t.per_hour_low)
+            .reduce(f64::max)
+    }
+
     fn per_second(&self, count: u64) -> Option<f64> {
         (self.seconds > 0.0).then(|| count as f64 / self.seconds)
     }
@@ -88,7 +119,7 @@ fn histogram_value(h: &Histogram<u64>, aggregation: Aggregation) -> Option<f64> 
         Aggregation::Max => ms(h.max()),
         Aggregation::Med => ms(h.value_at_quantile(0.5)),
         Aggregation::Count => h.len() as f64,
-        Aggregation::Rate | Aggregation::Value => return None,
+        Aggregation::Rate | Aggregation::Value | Aggregation::Slope => return None,
     })
 }
 
@@ -157,6 +188,7 @@ impl MetricSource for Measurements<'_> {
                     _ => Some(if scheduled == 0 { 0.0 } else { dropped as f64 / scheduled as f64 }),
                 }
             }
+            MetricBase::Leak => self.leak(metric),
             MetricBase::DbPoolBusy => self.extras.get("db_pool_busy").copied(),
             MetricBase::LoadgenCpu => self.extras.get("loadgen_cpu").copied(),
             MetricBase::EventsLost
@@ -190,6 +222,41 @@ mod tests {
     }
 
     #[test]
+    fn leak_reads_the_low_end_of_the_services_under_tests_growth_unless_filtered() {
+        let trend = |component: &str, series: Growth, low: f64| Trend {
+            component: component.into(),
+            series,
+            samples: 100,
+            from_s: 30,
+            to_s: 130,
+            start: 0.0,
+            per_hour: low + 1.0,
+            per_hour_low: low,
+            per_hour_high: low + 2.0,
+            r_squared: 0.5,
+        };
+        let trends = [
+            trend("challenge-service", Growth::Memory, 5e6),
+            trend("event-handler", Growth::Memory, -1e6),
+            trend("event-handler", Growth::Heap, 7e6),
+            trend("reward-mock", Growth::Memory, 9e7),
+            trend("postgres", Growth::Connections, 3.0),
+        ];
+        let source = Measurements {
+            operations: Vec::new(),
+            streams: &[],
+            seconds: 60.0,
+            extras: BTreeMap::new(),
+            trends: &trends,
+        };
+        assert_eq!(observe(&source, "leak", "slope<1MB/h"), Some(5e6), "the services' memory, the mock's left out");
+        assert_eq!(observe(&source, "leak{component:reward-mock}", "slope<1MB/h"), Some(9e7), "unless named");
+        assert_eq!(observe(&source, "leak{series:heap}", "slope<1MB/h"), Some(7e6));
+        assert_eq!(observe(&source, "leak{component:postgres,series:connections}", "slope<1/h"), Some(3.0));
+        assert_eq!(observe(&source, "leak{series:tasks}", "slope<1/h"), None, "nothing fitted, nothing observed");
+    }
+
+    #[test]
     fn k6_names_read_k6_meanings() {
         let recorder = Recorder::new();
         let t0 = Instant::now();
@@ -213,6 +280,7 @@ mod tests {
             streams: &streams,
             seconds: 2.0,
             extras: BTreeMap::new(),
+            trends: &[],
         };
         // HDR values are within 0.1% (3 significant digits).
         let rounded = |v: Option<f64>| v.map(f64::round);
