@@ -21,7 +21,7 @@ async fn scenario4_takes_each_services_cpu_and_heap_profiles_over_its_window() {
 
     let summary = &output.summary;
     for service in ["challenge-service", "event-handler", "reward-mock"] {
-        for file in [".svg", ".heap.svg", ".heap-growth.svg", ".heap.pb.gz"] {
+        for file in [".svg", ".heap-start.svg", ".heap.svg", ".heap-growth.svg", ".heap.pb.gz"] {
             let path = format!("profiles/{service}{file}");
             assert!(summary.profiles.contains(&path), "{path} listed: {:#?}", summary.profiles);
             assert!(output.folder.join(&path).metadata().unwrap().len() > 0, "{path} written");

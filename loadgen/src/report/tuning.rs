@@ -31,8 +31,8 @@ fn heap_section(doc: &mut Doc, run: &RunData) {
          one per 512 KiB allocated on average, scaled to bytes): the functions that asked for the memory still in \
          use, past the allocator and the standard containers. The CPU profile is taken in the same window, and \
          its sampler's buffers (`pprof::` frames, about 85 MB in a service's first profile) are part of what \
-         grew. The flamegraphs are in `profiles/` (`<service>.heap.svg`, `<service>.heap-growth.svg`; \
-         `<service>.heap.pb.gz` opens in `go tool pprof`).");
+         grew. The flamegraphs are in `profiles/` (`<service>.heap-start.svg`, `<service>.heap.svg`, \
+         `<service>.heap-growth.svg`; `<service>.heap.pb.gz` opens in `go tool pprof`).");
     let mb = |bytes: i64| format!("{:.2}", bytes as f64 / 1e6);
     for heap in &run.summary.heap {
         doc.h3(format!(

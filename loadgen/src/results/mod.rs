@@ -61,6 +61,11 @@ pub mod layout {
         format!("{PROFILES}/{service}.heap.pb.gz")
     }
 
+    /// A service's in-use bytes at the start of the profiling window, as a flamegraph.
+    pub fn heap_start_svg(service: &str) -> String {
+        format!("{PROFILES}/{service}.heap-start.svg")
+    }
+
     /// A service's in-use bytes at the end of the profiling window, as a flamegraph.
     pub fn heap_svg(service: &str) -> String {
         format!("{PROFILES}/{service}.heap.svg")

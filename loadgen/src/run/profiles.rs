@@ -1,7 +1,8 @@
 //! The profiling window (scenario 4): every service's CPU flamegraph and heap profiles taken
 //! over it, written into `profiles/` as the results layout names them — the CPU flamegraph, the
-//! heap's pprof file at the window's end, its in-use bytes and its growth over the window as
-//! flamegraphs — and the heaps summed by allocation site for the summary.
+//! heap's pprof file at the window's end, its in-use bytes at the start and at the end and its
+//! growth over the window as flamegraphs — and the heaps summed by allocation site for the
+//! summary.
 
 use std::path::Path;
 
@@ -58,8 +59,10 @@ pub(super) async fn profile(
             }
         };
         let growth = end.growth_since(&start);
-        let drawn = end
-            .flamegraph(&format!("{service}: bytes in use at the window's end"))
+        let drawn = start
+            .flamegraph(&format!("{service}: bytes in use at the window's start"))
+            .and_then(|svg: Vec<u8>| write(layout::heap_start_svg(&service), &svg))
+            .and_then(|()| end.flamegraph(&format!("{service}: bytes in use at the window's end")))
             .and_then(|svg: Vec<u8>| write(layout::heap_svg(&service), &svg))
             .and_then(|()| growth.flamegraph(&format!("{service}: bytes in use that grew over the window")))
             .and_then(|svg: Vec<u8>| write(layout::heap_growth_svg(&service), &svg));

@@ -103,7 +103,15 @@ fn profile_listing(results: &ResultsDir, services: &[String], wanted: bool, note
     }
     let mut listing: Vec<String> = services
         .iter()
-        .flat_map(|s| [layout::profile_svg(s), layout::heap_pprof(s), layout::heap_svg(s), layout::heap_growth_svg(s)])
+        .flat_map(|s| {
+            [
+                layout::profile_svg(s),
+                layout::heap_pprof(s),
+                layout::heap_start_svg(s),
+                layout::heap_svg(s),
+                layout::heap_growth_svg(s),
+            ]
+        })
         .filter(|file| results.partial_path().join(file).is_file())
         .collect();
     listing.extend(notes);
