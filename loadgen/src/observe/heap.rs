@@ -95,10 +95,61 @@ const ALLOCATOR: [&str; 4] = ["__rust_alloc", "__rust_realloc", "_rjem_", "tikv_
 const ALLOCATOR_INLINED: [&str; 3] = ["alloc", "realloc", "alloc_zeroed"];
 
 /// Frames (after any leading `<`) of the standard library's allocation and containers, passed
-/// over when naming the site that asked for the memory. Frames without a path (functions
-/// inlined into their caller, in a release build) are passed over too: the site is the nearest
-/// function with its full name.
+/// over when naming the site that asked for the memory.
 const MACHINERY: [&str; 5] = ["alloc::", "core::", "std::", "hashbrown::", "__rust"];
+/// The same, as a release build's line tables name them once inlined (no path; generic
+/// arguments after `<` are ignored), with closures' and async bodies' anonymous frames.
+const MACHINERY_INLINED: [&str; 49] = [
+    "alloc_impl_runtime",
+    "allocate_zeroed",
+    "do_alloc",
+    "alloc_impl",
+    "allocate",
+    "allocate_in",
+    "try_allocate_in",
+    "grow_impl_runtime",
+    "grow_impl",
+    "grow",
+    "grow_amortized",
+    "grow_exact",
+    "grow_one",
+    "finish_grow",
+    "shrink_impl_runtime",
+    "shrink_impl",
+    "shrink",
+    "shrink_unchecked",
+    "shrink_to_fit",
+    "into_boxed_slice",
+    "reserve",
+    "reserve_exact",
+    "reserve_rehash",
+    "reserve_inner",
+    "do_reserve_and_handle",
+    "try_reserve",
+    "with_capacity",
+    "with_capacity_in",
+    "new_uninit",
+    "new_uninit_in",
+    "box_new_uninit",
+    "new",
+    "default",
+    "from",
+    "into",
+    "clone",
+    "to_vec",
+    "to_vec_in",
+    "to_owned",
+    "to_string",
+    "push",
+    "push_mut",
+    "extend",
+    "extend_trusted",
+    "extend_desugared",
+    "spec_extend",
+    "from_iter",
+    "collect",
+    "insert",
+];
 
 fn is_allocator(frame: &str) -> bool {
     ALLOCATOR.iter().any(|a| frame.contains(a)) || ALLOCATOR_INLINED.contains(&frame)
@@ -106,9 +157,12 @@ fn is_allocator(frame: &str) -> bool {
 
 fn is_site(frame: &str) -> bool {
     let name = frame.trim_start_matches('<');
-    // The path before any generic arguments: `finish_grow<alloc::alloc::Global>` has none.
-    let path = name.split('<').next().unwrap_or_default();
-    path.contains("::") && !MACHINERY.iter().any(|m| name.starts_with(m))
+    // The name before any generic arguments: `finish_grow<alloc::alloc::Global>` is `finish_grow`.
+    let base = name.split('<').next().unwrap_or_default();
+    !(base.is_empty()
+        || base.starts_with('{')
+        || MACHINERY.iter().any(|m| name.starts_with(m))
+        || MACHINERY_INLINED.contains(&base))
 }
 
 /// Bytes in use by call stack (frames from the outermost caller to the allocation).
@@ -328,6 +382,19 @@ mod tests {
                 Site { function: "sut::events::buffer::record".into(), bytes: 400 },
             ]
         );
+        // A release build's inlined frames have no path: the site is the first with a name of
+        // its own, past the allocation's steps and anonymous closures.
+        const RELEASE: &[&str] = &[
+            "prof_alloc_prep",
+            "alloc",
+            "alloc_impl_runtime",
+            "new<sqlx_postgres::message::Bind>",
+            "{closure#1}<sqlx_postgres::message::Bind>",
+            "write_msg<sqlx_postgres::message::bind::Bind>",
+            "main",
+        ];
+        let release = HeapProfile::decode(&encoded(&[(RELEASE, 64)])).unwrap();
+        assert_eq!(release.top_sites(1)[0].function, "write_msg<sqlx_postgres::message::bind::Bind>");
         let growth = end.growth_since(&start);
         assert_eq!(growth.total(), 800, "only the kept events grew");
         assert_eq!(growth.top_sites(1)[0].function, "sut::events::grpc::keep");

@@ -73,9 +73,11 @@ pub async fn take_profiles(
         let client = client.clone();
         async move {
             let heap = heap_url(&metrics_url);
-            // The first heap profile a service gives fills its symbol cache, which would show as
-            // growth between the two that count: one is taken and dropped first.
+            // A service's first profiles allocate for good: its symbol cache, and the CPU
+            // sampler's buffers (about 85 MB). Taken inside the window they would read as growth,
+            // so a heap profile and a one-second CPU profile are taken and dropped first.
             let _warm_up = fetch(&client, &heap, Expect::Pprof).await;
+            let _warm_up = fetch(&client, &profile_url(&metrics_url, 1), Expect::Svg).await;
             let heap_start = fetch(&client, &heap, Expect::Pprof).await;
             let cpu = fetch(&client, &profile_url(&metrics_url, seconds), Expect::Svg).await;
             let heap_end = fetch(&client, &heap, Expect::Pprof).await;

@@ -29,9 +29,9 @@ fn heap_section(doc: &mut Doc, run: &RunData) {
     doc.h2("Heap by allocation site");
     doc.p("From each service's heap profile at the start and the end of the profiling window (jemalloc's samples, \
          one per 512 KiB allocated on average, scaled to bytes): the functions that asked for the memory still in \
-         use, past the allocator and the standard containers. The CPU profile is taken in the same window, and \
-         its sampler's buffers (`pprof::` frames, about 85 MB in a service's first profile) are part of what \
-         grew. The flamegraphs are in `profiles/` (`<service>.heap-start.svg`, `<service>.heap.svg`, \
+         use, past the allocator and the standard containers. What a service's first profiles keep for good (its \
+         symbol cache, the CPU sampler's buffers) was allocated by a profile taken and dropped before the window. \
+         The flamegraphs are in `profiles/` (`<service>.heap-start.svg`, `<service>.heap.svg`, \
          `<service>.heap-growth.svg`; `<service>.heap.pb.gz` opens in `go tool pprof`).");
     let mb = |bytes: i64| format!("{:.2}", bytes as f64 / 1e6);
     for heap in &run.summary.heap {
