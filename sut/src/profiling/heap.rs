@@ -38,13 +38,33 @@ pub const ALLOCATOR: Allocator = std::alloc::System;
 
 /// Bytes allocated and not yet freed, as jemalloc counts them; `None` when jemalloc does not
 /// serve this process's allocations (the feature is off, or the process, a test binary say,
-/// kept the system allocator: then jemalloc has allocated nothing).
+/// kept the system allocator).
 #[cfg(feature = "jemalloc")]
 pub fn allocated_bytes() -> Option<u64> {
+    serves_this_process().then(jemalloc_allocated).flatten()
+}
+
+#[cfg(feature = "jemalloc")]
+fn jemalloc_allocated() -> Option<u64> {
     // The statistics are a snapshot taken at each epoch.
     tikv_jemalloc_ctl::epoch::advance().ok()?;
     let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
-    (allocated > 0).then(|| u64::try_from(allocated).unwrap_or(u64::MAX))
+    Some(u64::try_from(allocated).unwrap_or(u64::MAX))
+}
+
+/// Whether jemalloc is the global allocator here: a 4 MiB allocation through the global
+/// allocator shows in jemalloc's count only if it is (asked once).
+#[cfg(feature = "jemalloc")]
+fn serves_this_process() -> bool {
+    static SERVES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SERVES.get_or_init(|| {
+        const PROBE: u64 = 4 << 20;
+        let before = jemalloc_allocated();
+        let probe: Vec<u8> = Vec::with_capacity(PROBE as usize);
+        let after = jemalloc_allocated();
+        drop(std::hint::black_box(probe));
+        matches!((before, after), (Some(before), Some(after)) if after >= before + PROBE)
+    })
 }
 
 /// Bytes allocated and not yet freed: unknown without jemalloc.
