@@ -97,11 +97,7 @@ impl SoakArgs {
             anyhow::bail!("--fraction must be above 0 and at most 1, got {fraction}");
         }
         let Some(path) = capacity else { return Ok(run) };
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-        let capacity: crate::sweep::Capacity =
-            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a capacity.json: {e}", path.display()))?;
-        let level = capacity.soak_level(fraction).ok_or_else(|| {
+        let level = read_capacity(&path)?.soak_level(fraction).ok_or_else(|| {
             anyhow::anyhow!("{}: no combined level was sustained, so there is no capacity to soak at", path.display())
         })?;
         run.rps = run.rps.or(Some(level.rps));
@@ -213,15 +209,18 @@ fn sweep(args: crate::sweep::SweepArgs) -> i32 {
     }
 }
 
+/// A sweep's `capacity.json`, read; the error names the file and what is wrong with it.
+fn read_capacity(path: &std::path::Path) -> anyhow::Result<crate::sweep::Capacity> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a capacity.json: {e}", path.display()))
+}
+
 fn capacity_check(current: &std::path::Path, reference: &std::path::Path, tolerance: f64) -> anyhow::Result<i32> {
-    let read = |p: &std::path::Path| -> anyhow::Result<crate::sweep::Capacity> {
-        let text = std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a capacity.json: {e}", p.display()))
-    };
     if !(tolerance.is_finite() && (0.0..100.0).contains(&tolerance)) {
         anyhow::bail!("--tolerance must be a percentage between 0 and 100");
     }
-    let regressions = crate::sweep::regressions(&read(current)?, &read(reference)?, tolerance / 100.0);
+    let regressions =
+        crate::sweep::regressions(&read_capacity(current)?, &read_capacity(reference)?, tolerance / 100.0);
     for r in &regressions {
         println!("REGRESSION {r}");
     }

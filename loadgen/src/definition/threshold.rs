@@ -253,6 +253,25 @@ impl Metric {
             _ => None,
         })
     }
+
+    /// The resource a `series:` filter names, if any (`leak`).
+    pub fn series(&self) -> Option<Growth> {
+        self.tags.iter().find_map(|t| match t {
+            TagFilter::Series(s) => Some(*s),
+            _ => None,
+        })
+    }
+
+    /// The services the `component:` filters name (`leak`).
+    pub fn components(&self) -> Vec<&str> {
+        self.tags
+            .iter()
+            .filter_map(|t| match t {
+                TagFilter::Component(c) => Some(c.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 impl TagFilter {

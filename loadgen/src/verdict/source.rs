@@ -79,21 +79,10 @@ impl Measurements<'_> {
     /// memory of every service under test: not PostgreSQL's, not the platform's stand-ins'),
     /// the highest of them.
     fn leak(&self, metric: &Metric) -> Option<f64> {
-        let series = metric.tags.iter().find_map(|t| match t {
-            TagFilter::Series(s) => Some(*s),
-            _ => None,
-        });
-        let components: Vec<&str> = metric
-            .tags
-            .iter()
-            .filter_map(|t| match t {
-                TagFilter::Component(c) => Some(c.as_str()),
-                _ => None,
-            })
-            .collect();
+        let (series, components) = (metric.series().unwrap_or(Growth::Memory), metric.components());
         self.trends
             .iter()
-            .filter(|t| t.series == series.unwrap_or(Growth::Memory))
+            .filter(|t| t.series == series)
             .filter(|t| match components.as_slice() {
                 [] => t.component != DATABASE && !PLATFORM_STAND_INS.contains(&t.component.as_str()),
                 named => named.contains(&t.component.as_str()),
