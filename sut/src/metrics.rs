@@ -63,6 +63,10 @@ pub struct RuntimeGauges {
     parks: IntCounter,
     /// `heap_allocated_bytes`, when jemalloc serves the process (see [`crate::profiling::heap`]).
     heap: Option<IntGauge>,
+    /// `process_cpu_seconds_total` and `process_resident_memory_bytes`, Prometheus' standard
+    /// names, read from `/proc/self` (Linux; absent elsewhere).
+    cpu_seconds: Counter,
+    resident: IntGauge,
 }
 
 impl RuntimeGauges {
@@ -85,6 +89,12 @@ impl RuntimeGauges {
             ),
             heap: crate::profiling::heap::allocated_bytes()
                 .map(|_| gauge("heap_allocated_bytes", "Bytes allocated and not freed, as the allocator counts them")),
+            cpu_seconds: register(
+                registry,
+                Counter::new("process_cpu_seconds_total", "User and system CPU time of the process")
+                    .expect("valid metric"),
+            ),
+            resident: gauge("process_resident_memory_bytes", "Resident memory of the process"),
         }
     }
 
@@ -106,7 +116,32 @@ impl RuntimeGauges {
         if let (Some(gauge), Some(bytes)) = (&self.heap, crate::profiling::heap::allocated_bytes()) {
             gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
+        self.refresh_process();
     }
+
+    /// Reads the process's CPU time and resident memory.
+    fn refresh_process(&self) {
+        if let Some((cpu, resident)) = process_figures() {
+            if cpu > self.cpu_seconds.get() {
+                self.cpu_seconds.inc_by(cpu - self.cpu_seconds.get());
+            }
+            self.resident.set(i64::try_from(resident).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// This process's CPU seconds (user + system) and resident bytes, from `/proc/self`.
+fn process_figures() -> Option<(f64, u64)> {
+    /// Linux reports CPU times in USER_HZ ticks, 100 per second on every architecture.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some((ticks as f64 / TICKS_PER_SECOND, kib * 1024))
 }
 
 #[derive(Clone)]
@@ -142,3 +177,25 @@ async fn render(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 /// Histogram buckets for request latencies, in seconds (0.5 ms to 10 s).
 pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_figures_are_read_and_exported_under_prometheus_standard_names() {
+        let (cpu, resident) = process_figures().expect("/proc/self is readable on Linux");
+        assert!(cpu >= 0.0 && resident > 1024 * 1024, "cpu {cpu} s, resident {resident} B");
+        let registry = Registry::new();
+        RuntimeGauges::register(&registry).refresh_process();
+        let names: Vec<String> = registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        let resident_now =
+            registry.gather().iter().find(|f| f.name() == "process_resident_memory_bytes").unwrap().get_metric()[0]
+                .get_gauge()
+                .get_value();
+        assert!(resident_now > 1024.0 * 1024.0, "{resident_now}");
+    }
+}

@@ -33,9 +33,29 @@ pub struct EventMetrics {
     duration: Histogram,
 }
 
+/// Why an event is refused or skipped: `events_rejected_total`'s `reason` values.
+const REJECTION_REASONS: [&str; 4] = [OTHER_NAMESPACE, BUFFER_FULL, SHUTTING_DOWN, INVALID];
+const OTHER_NAMESPACE: &str = "other_namespace";
+const BUFFER_FULL: &str = "buffer_full";
+const SHUTTING_DOWN: &str = "shutting_down";
+const INVALID: &str = "invalid";
+
 impl EventMetrics {
-    /// Registers the event metrics.
+    /// Registers the event metrics, every known series at zero (so a dashboard or an alert sees
+    /// each one before its first event).
     pub fn register(registry: &Registry) -> Self {
+        let metrics = Self::register_empty(registry);
+        for event_type in [LOGIN, STAT] {
+            metrics.received.with_label_values(&[event_type]);
+            metrics.processed.with_label_values(&[event_type]);
+            for reason in REJECTION_REASONS {
+                metrics.rejected.with_label_values(&[event_type, reason]);
+            }
+        }
+        metrics
+    }
+
+    fn register_empty(registry: &Registry) -> Self {
         Self {
             received: register(
                 registry,
@@ -133,7 +153,7 @@ impl<S: ProgressStore> EventService<S> {
         make: impl FnOnce(&S, chrono::NaiveDateTime) -> Vec<(u32, S::Update)>,
     ) -> Result<Response<()>, Status> {
         if !namespace.is_empty() && namespace != &*self.namespace {
-            self.metrics.rejected.with_label_values(&[event_type, "other_namespace"]).inc();
+            self.metrics.rejected.with_label_values(&[event_type, OTHER_NAMESPACE]).inc();
             return Ok(Response::new(()));
         }
         let now = Utc::now().naive_utc();
@@ -145,18 +165,18 @@ impl<S: ProgressStore> EventService<S> {
                 Ok(Response::new(()))
             }
             Err(full @ Refused::Full { .. }) => {
-                self.metrics.rejected.with_label_values(&[event_type, "buffer_full"]).inc();
+                self.metrics.rejected.with_label_values(&[event_type, BUFFER_FULL]).inc();
                 Err(Status::resource_exhausted(full.to_string()))
             }
             Err(Refused::Closed) => {
-                self.metrics.rejected.with_label_values(&[event_type, "shutting_down"]).inc();
+                self.metrics.rejected.with_label_values(&[event_type, SHUTTING_DOWN]).inc();
                 Err(Status::unavailable("the event handler is shutting down; retry"))
             }
         }
     }
 
     fn invalid(&self, event_type: &'static str, message: &str) -> Status {
-        self.metrics.rejected.with_label_values(&[event_type, "invalid"]).inc();
+        self.metrics.rejected.with_label_values(&[event_type, INVALID]).inc();
         Status::invalid_argument(message)
     }
 }
