@@ -11,7 +11,8 @@
 #
 # Each prints one line: tool, offered rate, requests, dropped, CPU seconds, requests per
 # CPU-second, peak RSS, p50/p95/p99 in ms. Builds loadgen in release first (LOADGEN=path runs
-# another build, e.g. an older one for a before/after). Compare only lines from one sitting: the
+# another build, e.g. an older one for a before/after; LOADGEN_ARGS adds options to its runs,
+# e.g. LOADGEN_ARGS="--dashboard" to measure what serving the dashboard costs). Compare only lines from one sitting: the
 # machine is shared.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -74,7 +75,8 @@ case "$mode" in
       grpc) scenario stat "$rate" "$seconds" auto; target=(--grpc-url "http://$GRPC") ;;
       memory) scenario get_challenges 1000 "$seconds" "$rate"; target=(--api-url "http://$REST" --mock-auth) ;;
     esac
-    measure "$LOADGEN" run "$scratch/scenario.yaml" "${target[@]}" --out "$scratch/run"
+    # shellcheck disable=SC2086 # LOADGEN_ARGS is split into options on purpose
+    measure "$LOADGEN" run "$scratch/scenario.yaml" "${target[@]}" --out "$scratch/run" ${LOADGEN_ARGS:-}
     [ -f "$scratch/run/summary.json" ] || { cat "$scratch/err" >&2; exit 1; }
     loadgen_line "loadgen" "$( [ "$mode" = memory ] && echo "${rate}vus" || echo "$rate")"
     ;;

@@ -4,7 +4,10 @@
 //!   recorded into the HDR histograms — everything the engine adds to a request;
 //! - `REST GET through the user's client`: one keep-alive `GET` of a 16-byte body from a server on
 //!   loopback in the same process, its body read and checked (the server's cost included);
-//! - `recorder.record`: one result into the histograms.
+//! - `recorder.record`: one result into the histograms;
+//! - `live: one second of the dashboard`: everything the live record does once a second at
+//!   5,000 requests/s (four operations, scenario 3's thresholds standing, the second and a
+//!   samplers' round of 150 observations as JSON to a subscriber, `/metrics` rendered).
 //!
 //! Run with: `cargo bench -p loadgen --bench engine`
 
@@ -17,7 +20,10 @@ use loadgen::definition::executor::{RateCurve, Stage};
 use loadgen::engine::arrivals::{ArrivalSchedule, Dispatch, Take};
 use loadgen::engine::http::{Keep, RestAuth, RestClient, RestTarget};
 use loadgen::engine::recorder::{Outcome, Recorder};
+use loadgen::live::{Live, Round, RunStart, Second};
+use loadgen::observe::Observation;
 use loadgen::target::operations::Operation;
+use loadgen::verdict::live::LiveJudge;
 use tokio::time::Instant;
 
 /// Counts each batch as scheduled, as the engine's dispatcher does.
@@ -114,5 +120,54 @@ fn record(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, arrival_to_record, rest_get, record);
+fn live_second(c: &mut Criterion) {
+    let recorder = Recorder::new();
+    let t0 = Instant::now();
+    let operations = [Operation::GetChallenges, Operation::Claim, Operation::Login, Operation::Stat];
+    for n in 0..5_000u64 {
+        let done = t0 + Duration::from_micros(200 + (n * 7919) % 20_000);
+        recorder.record(operations[(n % 4) as usize], (n % 2) as u16, t0, t0, done, Outcome::ok(200));
+    }
+    let snapshots = recorder.take_intervals();
+    let scenario = loadgen::definition::builtin::named("scenario3").unwrap();
+    let mut judge = LiveJudge::new(&scenario.thresholds, vec!["api".into(), "events".into()]);
+    judge.second(&snapshots, 1.0);
+    let targets: std::collections::BTreeMap<String, f64> =
+        operations.iter().map(|op| (op.name().to_owned(), 1250.0)).collect();
+    let rows: Vec<Observation> = (0..150)
+        .map(|i| {
+            Observation::new(
+                1,
+                ["challenge-service", "event-handler", "postgres"][i % 3],
+                format!("metric_{i}"),
+                i as f64,
+            )
+        })
+        .collect();
+    let live = Live::new();
+    let (_, mut subscriber) = live.subscribe();
+    let mut t = 0;
+    c.bench_function("live: one second of the dashboard", |b| {
+        b.iter(|| {
+            t += 1;
+            if t % 3600 == 0 {
+                // An hour's run kept for late browsers, then the next run.
+                live.begin_run(&RunStart {
+                    scenario: "bench".into(),
+                    folder: String::new(),
+                    duration_s: 3600.0,
+                    targets: targets.clone(),
+                    thresholds: Vec::new(),
+                });
+            }
+            let second = Second::from_interval(t, 1.0, &snapshots, &targets, judge.standing());
+            live.second(&second, &snapshots);
+            live.round(Round::from_observations(t, &rows, None));
+            while subscriber.try_recv().is_ok() {}
+            live.prometheus_text()
+        })
+    });
+}
+
+criterion_group!(benches, arrival_to_record, rest_get, record, live_second);
 criterion_main!(benches);

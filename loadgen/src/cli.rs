@@ -11,6 +11,8 @@ use crate::definition::options::RunArgs;
 use crate::definition::plan::Plan;
 use crate::definition::scenario::Scenario;
 use crate::engine::stop::StopReason;
+use crate::live::Live;
+use crate::live::server::{Dashboard, DashboardError};
 use crate::results::layout;
 use crate::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, terminal};
 use clap::{Parser, Subcommand};
@@ -65,6 +67,14 @@ enum Command {
         /// The SVG file to write.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Writes the Grafana dashboard (over loadgen's and the SUT's metrics) and alert rules for
+    /// the limits into DIR (`docker/grafana` holds them for the default limits).
+    Grafana {
+        /// The folder (dashboards/gauntlet.json, provisioning/alerting/gauntlet.yaml).
+        dir: PathBuf,
+        #[command(flatten)]
+        limits: crate::sweep::LimitArgs,
     },
     /// Runs a scenario file, or a built-in scenario by name (db-outage, reward-slow,
     /// reward-failing, scenario1…5).
@@ -166,7 +176,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
 }
 
 fn sweep(args: crate::sweep::SweepArgs) -> i32 {
-    let out = args.run.out.clone().unwrap_or_else(|| {
+    let out_path = args.run.out.clone().unwrap_or_else(|| {
         crate::definition::plan::default_results_path(
             &crate::definition::plan::workspace_root().join("results"),
             "sweep",
@@ -176,7 +186,16 @@ fn sweep(args: crate::sweep::SweepArgs) -> i32 {
         Ok(runtime) => runtime,
         Err(e) => return failed(&e.into()),
     };
-    match runtime.block_on(crate::sweep::run(args, &out)) {
+    let (dashboard, hold) = (args.run.dashboard, args.run.dashboard_hold);
+    let swept = runtime.block_on(watched(dashboard, hold, |live| {
+        let out = out_path.clone();
+        async move { crate::sweep::run(args, &out, &live).await }
+    }));
+    let swept = match swept {
+        Ok(swept) => swept,
+        Err(e) => return failed(&e.into()),
+    };
+    match swept {
         Ok(capacity) => {
             for search in &capacity.searches {
                 println!(
@@ -194,7 +213,7 @@ fn sweep(args: crate::sweep::SweepArgs) -> i32 {
                     )
                 );
             }
-            println!("capacity: {}", out.join(layout::CAPACITY).display());
+            println!("capacity: {}", out_path.join(layout::CAPACITY).display());
             if let Some(reason) = &capacity.interrupted {
                 eprintln!("loadgen: the sweep stopped early: {reason}; the levels measured are kept");
                 let signalled = crate::engine::stop::signalled().is_cancelled();
@@ -237,6 +256,12 @@ pub fn run(cli: Cli) -> i32 {
     }
     let (scenario, args) = match cli.command {
         Command::Sweep(args) => return sweep(*args),
+        Command::Grafana { dir, limits } => {
+            return match write_grafana(&dir, &limits.limits()) {
+                Ok(()) => EXIT_PASSED,
+                Err(e) => failed(&e),
+            };
+        }
         Command::CapacityCheck { current, reference, tolerance } => {
             match capacity_check(&current, &reference, tolerance) {
                 Ok(code) => return code,
@@ -283,7 +308,12 @@ pub fn run(cli: Cli) -> i32 {
         Ok(runtime) => runtime,
         Err(e) => return failed(&e.into()),
     };
-    match runtime.block_on(crate::run::execute(plan)) {
+    let run = |live: Live| async move { crate::run::execute(plan, &live).await };
+    let executed = match runtime.block_on(watched(args.dashboard, args.dashboard_hold, run)) {
+        Ok(executed) => executed,
+        Err(e) => return failed(&e.into()),
+    };
+    match executed {
         Ok(output) => {
             println!("{}", terminal::summary_table(&output.summary));
             println!("results: {}", output.folder.display());
@@ -304,6 +334,58 @@ pub fn run(cli: Cli) -> i32 {
         }
         Err(e) => failed(&e.into()),
     }
+}
+
+/// `loadgen grafana DIR`: the dashboard and the alert rules, written whole.
+fn write_grafana(dir: &std::path::Path, limits: &crate::verdict::limits::Limits) -> anyhow::Result<()> {
+    use crate::live::grafana;
+    let dashboard = dir.join("dashboards/gauntlet.json");
+    let rules = dir.join("provisioning/alerting/gauntlet.yaml");
+    for file in [&dashboard, &rules] {
+        let parent = file.parent().expect("a file in a folder");
+        std::fs::create_dir_all(parent).map_err(|e| anyhow::anyhow!("{}: {e}", parent.display()))?;
+    }
+    let json = serde_json::to_string_pretty(&grafana::dashboard())? + "\n";
+    crate::atomic::write(&dashboard, json.as_bytes()).map_err(|e| anyhow::anyhow!("{}: {e}", dashboard.display()))?;
+    crate::atomic::write(&rules, grafana::alert_rules(limits).as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", rules.display()))?;
+    println!("{}\n{}", dashboard.display(), rules.display());
+    Ok(())
+}
+
+/// Runs `job` with the live record of this process, serving the dashboard on `dashboard` when
+/// asked, and after the job keeping it up for `hold` (a signal ends that sooner).
+async fn watched<T, F: Future<Output = T>>(
+    dashboard: Option<std::net::SocketAddr>,
+    hold: std::time::Duration,
+    job: impl FnOnce(Live) -> F,
+) -> Result<T, DashboardError> {
+    let live = Live::new();
+    let server = match dashboard {
+        Some(addr) => {
+            let server = Dashboard::start(addr, live.clone()).await?;
+            eprintln!("gauntlet: live dashboard at {} (loadgen's metrics at {}metrics)", server.url(), server.url());
+            Some(server)
+        }
+        None => None,
+    };
+    let output = job(live).await;
+    if let Some(server) = server {
+        if !hold.is_zero() {
+            eprintln!(
+                "gauntlet: the dashboard serves the reports at {} for {}s (Ctrl-C ends it)",
+                server.url(),
+                hold.as_secs()
+            );
+            let signalled = crate::engine::stop::signalled();
+            tokio::select! {
+                () = tokio::time::sleep(hold) => {}
+                () = signalled.cancelled() => {}
+            }
+        }
+        server.stop().await;
+    }
+    Ok(output)
 }
 
 /// A scenario file, or, where no such file exists, a built-in scenario of that name

@@ -25,6 +25,8 @@
 //! - [`results`]: the results folder's layout, `summary.json`, and a folder read back.
 //! - [`verdict`]: thresholds, live and over the run; whether a level held.
 //! - [`terminal`]: what the terminal shows.
+//! - [`live`]: each second as it happens, for the live dashboard and loadgen's `/metrics`;
+//!   the Grafana dashboard and alert rules.
 //! - [`report`]: the three documents and comparisons, from saved results alone.
 //! - [`run`]: one run from plan to results folder.
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
@@ -37,6 +39,7 @@ pub mod deploy;
 pub mod engine;
 pub mod faults;
 pub mod integrity;
+pub mod live;
 pub mod observe;
 pub mod report;
 pub mod results;

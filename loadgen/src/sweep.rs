@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::options::RunArgs;
 use crate::definition::plan::Plan;
+use crate::live::{LevelVerdict, Live, RunEnd};
 use crate::results::layout;
 use crate::verdict::limits::{Limits, WindowStats, judge, pool_full_share, window_stats};
 
@@ -54,6 +55,17 @@ pub struct SweepArgs {
     /// Bisection stops when the bad level is within this fraction above the good one.
     #[arg(long, default_value_t = 0.1)]
     pub precision: f64,
+    /// The limits a level must keep.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// The target and the rest (as for a run; --rps, --eps and --duration are the sweep's).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The limits a sustainable level keeps, as options (the sweep's, and the Grafana alert rules').
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
     /// Limit: highest error rate of any operation.
     #[arg(long, default_value_t = 0.01)]
     pub max_error_rate: f64,
@@ -66,9 +78,18 @@ pub struct SweepArgs {
     /// Limit: highest share of arrivals dropped.
     #[arg(long, default_value_t = 0.01)]
     pub max_dropped: f64,
-    /// The target and the rest (as for a run; --rps, --eps and --duration are the sweep's).
-    #[command(flatten)]
-    pub run: RunArgs,
+}
+
+impl LimitArgs {
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            error_rate: self.max_error_rate,
+            api_p95_ms: self.max_api_p95.as_secs_f64() * 1000.0,
+            event_p95_ms: self.max_event_p95.as_secs_f64() * 1000.0,
+            dropped_rate: self.max_dropped,
+        }
+    }
 }
 
 /// A load level: REST and event arrival rates.
@@ -174,12 +195,7 @@ pub enum SweepError {
 
 impl SweepArgs {
     fn limits(&self) -> Limits {
-        Limits {
-            error_rate: self.max_error_rate,
-            api_p95_ms: self.max_api_p95.as_secs_f64() * 1000.0,
-            event_p95_ms: self.max_event_p95.as_secs_f64() * 1000.0,
-            dropped_rate: self.max_dropped,
-        }
+        self.limits.limits()
     }
 
     fn validate(&self) -> Result<(), SweepError> {
@@ -217,8 +233,8 @@ fn ladders(args: &SweepArgs) -> Vec<(SweepMode, &'static str, Vec<Level>)> {
     all.into_iter().filter(|(mode, _, _)| args.mode == SweepMode::All || args.mode == *mode).collect()
 }
 
-/// Runs the sweep into `out` (which must not exist yet).
-pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
+/// Runs the sweep into `out` (which must not exist yet), publishing each level to `live`.
+pub async fn run(args: SweepArgs, out: &Path, live: &Live) -> Result<Capacity, SweepError> {
     args.validate()?;
     if out.exists() {
         return Err(SweepError::Option(format!("{} exists already; choose another --out", out.display())));
@@ -235,7 +251,7 @@ pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
     };
     let ladders = ladders(&args);
     let planned: usize = ladders.iter().map(|(_, _, l)| l.len()).sum();
-    let mut progress = Progress { done: 0, planned, started: Instant::now() };
+    let mut progress = Progress { done: 0, planned, started: Instant::now(), live: live.clone(), levels: Vec::new() };
     for (mode, scenario, ladder) in ladders {
         let api_rps = (mode == SweepMode::Combined).then(|| ladder.first().map_or(0.0, |l| l.rps));
         // A matrix row whose lightest level broke: every heavier API row will break too.
@@ -272,6 +288,15 @@ pub async fn run(args: SweepArgs, out: &Path) -> Result<Capacity, SweepError> {
             eprintln!("sweep: the report could not be rendered: {e}");
         }
     }
+    let reports = crate::report::links(out, live.serve(out.to_path_buf()), layout::CAPACITY);
+    let held = capacity.searches.iter().all(|s| s.max_sustainable.is_some());
+    live.end(&RunEnd {
+        passed: held && capacity.interrupted.is_none(),
+        interrupted: capacity.interrupted.clone(),
+        folder: out.display().to_string(),
+        reports,
+        last: true,
+    });
     Ok(capacity)
 }
 
@@ -279,10 +304,28 @@ struct Progress {
     done: usize,
     planned: usize,
     started: Instant,
+    live: Live,
+    levels: Vec<LevelVerdict>,
 }
 
 impl Progress {
+    /// The level just measured, for the live record.
+    fn measured(&mut self, record: &LevelRecord) {
+        if let Some(last) = self.levels.last_mut() {
+            last.held = Some(record.passed);
+            last.broken.clone_from(&record.broken);
+        }
+        self.live.sweep(self.levels.clone());
+    }
+
     fn announce(&mut self, mode: SweepMode, level: Level, per_level: Duration) {
+        self.levels.push(LevelVerdict {
+            mode: format!("{mode:?}").to_lowercase(),
+            level: level.label(),
+            held: None,
+            broken: None,
+        });
+        self.live.sweep(self.levels.clone());
         self.done += 1;
         let left = self.planned.saturating_sub(self.done) + 1;
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -312,7 +355,8 @@ async fn search_ladder(
     let mut bad: Option<(Level, String)> = None;
     for level in ladder {
         progress.announce(search.mode, *level, args.level_duration + args.warmup);
-        let record = measure(args, scenario, *level, out, search.mode, &limits).await?;
+        let record = measure(args, scenario, *level, out, search.mode, &limits, &progress.live).await?;
+        progress.measured(&record);
         let broken = record.broken.clone();
         search.levels.push(record);
         match broken {
@@ -338,7 +382,8 @@ async fn search_ladder(
             }
             progress.planned += 1;
             progress.announce(search.mode, middle, args.level_duration + args.warmup);
-            let record = measure(args, scenario, middle, out, search.mode, &limits).await?;
+            let record = measure(args, scenario, middle, out, search.mode, &limits, &progress.live).await?;
+            progress.measured(&record);
             let broken = record.broken.clone();
             search.levels.push(record);
             match broken {
@@ -365,6 +410,7 @@ async fn measure(
     out: &Path,
     mode: SweepMode,
     limits: &Limits,
+    live: &Live,
 ) -> Result<LevelRecord, String> {
     let folder = format!("{}-{}", format!("{mode:?}").to_lowercase(), level.label());
     let mut run_args = args.run.clone();
@@ -380,7 +426,7 @@ async fn measure(
     if args.run.vus.is_none() {
         size_pools(&mut plan, limits);
     }
-    let output = crate::run::execute(plan).await.map_err(|e| format!("level {}: {e}", level.label()))?;
+    let output = crate::run::execute(plan, live).await.map_err(|e| format!("level {}: {e}", level.label()))?;
     if let Some(reason) = &output.summary.interrupted {
         return Err(format!("level {} ended early: {reason}", level.label()));
     }

@@ -44,7 +44,7 @@ async fn a_short_scenario_3_in_containers_records_their_stats_and_leaves_nothing
         ..RunArgs::default()
     };
     let plan = Plan::new(loadgen::definition::builtin::named("scenario3").unwrap(), &args).unwrap();
-    let output = loadgen::run::execute(plan).await.expect("the run completes");
+    let output = loadgen::run::execute(plan, &loadgen::live::Live::new()).await.expect("the run completes");
     assert_eq!(output.summary.interrupted, None);
     assert!(output.summary.operations["GET /v1/challenges"].requests >= 70);
 

@@ -21,7 +21,7 @@ async fn a_database_outage_answers_503_recovers_and_loses_nothing() {
     scenario.faults =
         vec![Fault { at: Duration::from_secs(3), lasts: Duration::from_secs(4), kind: FaultKind::DbStop }];
     let plan = Plan::new(scenario, &args(out.path())).unwrap();
-    let output = loadgen::run::execute(plan).await.expect("the run completes");
+    let output = loadgen::run::execute(plan, &loadgen::live::Live::new()).await.expect("the run completes");
 
     let [verdict] = output.summary.faults.as_slice() else { panic!("one fault: {:#?}", output.summary.faults) };
     assert_eq!(verdict.injected.error, None);
@@ -59,7 +59,7 @@ async fn a_claim_stampede_gives_exactly_one_200_and_one_grant() {
     let scenario = loadgen::definition::builtin::named("claim-stampede").unwrap();
     let args = RunArgs { rps: None, eps: None, ..args(out.path()) };
     let plan = Plan::new(scenario, &args).unwrap();
-    let output = loadgen::run::execute(plan).await.expect("the run completes");
+    let output = loadgen::run::execute(plan, &loadgen::live::Live::new()).await.expect("the run completes");
     let claims = &output.summary.operations["POST claim"];
     assert_eq!((claims.requests, claims.dropped), (1_000, 0), "{claims:#?}");
     for threshold in &output.summary.thresholds {

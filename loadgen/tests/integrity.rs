@@ -26,7 +26,7 @@ async fn a_combined_run_keeps_the_books_and_says_so_in_the_summary_and_threshold
         scenario.thresholds.insert(name.into(), vec![ThresholdExpr::parse("count==0").unwrap()]);
     }
     let plan = Plan::new(scenario, &args).unwrap();
-    let output = loadgen::run::execute(plan).await.expect("the run completes");
+    let output = loadgen::run::execute(plan, &loadgen::live::Live::new()).await.expect("the run completes");
     let integrity = output.summary.integrity.clone().expect("the run audited its books");
     assert!(integrity.clean(), "{integrity:#?}");
     assert_eq!(integrity.users_audited, 2_000);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The top-level modules in dependency order: each may use only those before it.
-const LAYERS: [&str; 15] = [
+const LAYERS: [&str; 16] = [
     "target",
     "atomic",
     "definition",
@@ -19,6 +19,7 @@ const LAYERS: [&str; 15] = [
     "results",
     "verdict",
     "terminal",
+    "live",
     "report",
     "run",
     "sweep",

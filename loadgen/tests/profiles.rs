@@ -17,7 +17,9 @@ async fn scenario4_takes_each_services_cpu_and_heap_profiles_over_its_window() {
     scenario.duration = Duration::from_secs(12);
     scenario.profile = Some(ProfileSpec { duration: Duration::from_secs(4) });
     let args = RunArgs { rps: Some(40.0), eps: Some(300.0), ..support::provisioned_args(out.path(), 100) };
-    let output = loadgen::run::execute(Plan::new(scenario, &args).unwrap()).await.expect("the run completes");
+    let output = loadgen::run::execute(Plan::new(scenario, &args).unwrap(), &loadgen::live::Live::new())
+        .await
+        .expect("the run completes");
 
     let summary = &output.summary;
     for service in ["challenge-service", "event-handler", "reward-mock"] {

@@ -69,10 +69,12 @@ async fn the_sweep_finds_a_known_capacity_within_ten_percent() {
         level_duration: Duration::from_secs(3),
         warmup: Duration::from_secs(1),
         precision: 0.05,
-        max_error_rate: 0.01,
-        max_api_p95: Duration::from_secs(2),
-        max_event_p95: Duration::from_millis(500),
-        max_dropped: 0.01,
+        limits: sweep::LimitArgs {
+            max_error_rate: 0.01,
+            max_api_p95: Duration::from_secs(2),
+            max_event_p95: Duration::from_millis(500),
+            max_dropped: 0.01,
+        },
         run: RunArgs {
             api_url: Some(api_url),
             mock_auth: true,
@@ -85,7 +87,7 @@ async fn the_sweep_finds_a_known_capacity_within_ten_percent() {
         },
     };
     let dir = out.path().join("sweep");
-    let capacity = sweep::run(args, &dir).await.expect("the sweep runs");
+    let capacity = sweep::run(args, &dir, &loadgen::live::Live::new()).await.expect("the sweep runs");
     assert_eq!(capacity.interrupted, None);
     let search = &capacity.searches[0];
     let found = search.max_sustainable.expect("a sustainable level").rps;

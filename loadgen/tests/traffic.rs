@@ -17,7 +17,9 @@ async fn sessions_that_complete_goals_claim_them_and_every_arrival_is_accounted_
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     let args = support::provisioned_args(out.path(), 2_000);
-    let output = loadgen::run::execute(Plan::new(scenario, &args).unwrap()).await.expect("the run completes");
+    let output = loadgen::run::execute(Plan::new(scenario, &args).unwrap(), &loadgen::live::Live::new())
+        .await
+        .expect("the run completes");
     let ops = &output.summary.operations;
     let sessions = &ops["session"];
     assert!(sessions.requests > 40, "about 100 Poisson arrivals: {sessions:#?}");

@@ -111,6 +111,14 @@ pub struct RunArgs {
     /// Less output: no per-second progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Serve a live dashboard (charts over server-sent events) and loadgen's Prometheus
+    /// `/metrics` on this address while the run lasts (default 127.0.0.1:5665).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5665")]
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// After the run, keep the dashboard serving the finished reports this long (Ctrl-C ends it
+    /// sooner).
+    #[arg(long, default_value = "0s", value_parser = sut::duration::clap_parser)]
+    pub dashboard_hold: Duration,
 }
 
 fn name_value(text: &str) -> Result<(String, String), String> {

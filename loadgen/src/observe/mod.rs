@@ -181,6 +181,10 @@ impl ObservationWriter {
     }
 }
 
+/// Called with each round's observations (and the database's top statement so far), e.g. by the
+/// live dashboard.
+pub type Tap = Box<dyn FnMut(u64, &[Observation], Option<&postgres::StatementDelta>) + Send>;
+
 /// The samplers of one run.
 pub struct Observer {
     /// Resource sources (processes or containers).
@@ -191,6 +195,8 @@ pub struct Observer {
     pub scrapers: Vec<MetricsScraper>,
     /// Where observations go.
     pub writer: ObservationWriter,
+    /// Who else sees each round.
+    pub tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -232,6 +238,9 @@ impl Observer {
         let scrapes = self.scrapers.iter_mut().map(|s| s.scrape(t_s));
         for scraped in futures::future::join_all(scrapes).await {
             rows.extend(scraped);
+        }
+        if let Some(tap) = &mut self.tap {
+            tap(t_s, &rows, self.postgres.as_ref().and_then(PgSampler::top_statement));
         }
         self.writer.write(rows)
     }

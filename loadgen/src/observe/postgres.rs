@@ -89,8 +89,13 @@ pub struct PgSampler {
     previous: Option<(Instant, DbCounters)>,
     first: Option<DbCounters>,
     statements_at_start: Option<HashMap<i64, StatementCounters>>,
+    /// The statement with the most execution time so far, refreshed every few seconds.
+    top: Option<StatementDelta>,
     unavailable: Vec<String>,
 }
+
+/// How often (in seconds of the load) the top statement so far is refreshed.
+const TOP_EVERY_S: u64 = 5;
 
 impl PgSampler {
     /// Connects and takes the starting point. `owned`: the harness provisioned this database, so
@@ -119,7 +124,7 @@ impl PgSampler {
                     .into(),
             );
         }
-        Ok(Self { options, conn: Some(conn), previous: None, first: None, statements_at_start, unavailable })
+        Ok(Self { options, conn: Some(conn), previous: None, first: None, statements_at_start, top: None, unavailable })
     }
 
     async fn connection(&mut self) -> Option<&mut PgConnection> {
@@ -167,6 +172,12 @@ impl PgSampler {
                 self.previous = Some((now, counters));
                 self.first.get_or_insert(counters);
                 rows.push(Observation::new(t_s, COMPONENT, "sampler_up", 1.0));
+                if t_s % TOP_EVERY_S == 0
+                    && let (Some(start), Some(conn)) = (&self.statements_at_start, self.conn.as_mut())
+                    && let Ok(now) = statements(conn).await
+                {
+                    self.top = top_deltas(start, &now).into_iter().next();
+                }
                 rows
             }
             Err(e) => {
@@ -175,6 +186,11 @@ impl PgSampler {
                 vec![Observation::new(t_s, COMPONENT, "sampler_up", 0.0)]
             }
         }
+    }
+
+    /// The statement with the most execution time since the load began, as of the last refresh.
+    pub fn top_statement(&self) -> Option<&StatementDelta> {
+        self.top.as_ref()
     }
 
     /// The end of the run: statement deltas, plans of the key queries, whole-run counters.

@@ -10,7 +10,7 @@ use crate::verdict::limits::{Limits, max_sustainable};
 
 /// The Capacity Planning Guide.
 pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc {
-    let mut doc = Doc::new("Capacity Planning Guide");
+    let mut doc = Doc::new(super::title("capacity-planning"));
     doc.h2("Per-instance capacity");
     // API capacity from the API-only levels when there are some, event capacity likewise; a
     // single kind of run gives both.

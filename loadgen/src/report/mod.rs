@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use self::markup::Doc;
 use self::model::CapacityModel;
+use crate::results::layout;
 use crate::results::read::RunData;
 use crate::verdict::limits::Limits;
 
@@ -53,6 +54,27 @@ pub enum ReportError {
 
 /// The file stems of the three documents.
 pub const DOCUMENTS: [&str; 3] = ["performance-baseline", "capacity-planning", "performance-tuning"];
+
+/// A document's title, by its file stem.
+pub fn title(document: &str) -> &'static str {
+    match document {
+        "performance-baseline" => "Performance Baseline Report",
+        "capacity-planning" => "Capacity Planning Guide",
+        "performance-tuning" => "Performance Tuning Guide",
+        _ => "report",
+    }
+}
+
+/// Links to the documents and to `extra` (a file of the folder) of a finished folder served as
+/// the dashboard's `/results/{index}/`, for those that exist.
+pub fn links(folder: &Path, index: usize, extra: &str) -> Vec<crate::live::Link> {
+    let documents = DOCUMENTS.iter().map(|d| (title(d).to_owned(), format!("{}/{d}.html", layout::REPORT)));
+    documents
+        .chain(std::iter::once((extra.to_owned(), extra.to_owned())))
+        .filter(|(_, file)| folder.join(file).exists())
+        .map(|(title, file)| crate::live::Link { title, href: format!("/results/{index}/{file}") })
+        .collect()
+}
 
 /// Which files a report is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

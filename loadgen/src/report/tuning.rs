@@ -62,7 +62,7 @@ fn heap_section(doc: &mut Doc, run: &RunData) {
 
 /// The Performance Tuning Guide.
 pub fn tuning(runs: &[RunData]) -> Doc {
-    let mut doc = Doc::new("Performance Tuning Guide");
+    let mut doc = Doc::new(super::title("performance-tuning"));
     let run = heaviest(runs);
     doc.verdict(verdict(run));
     // Runs that differ in a SUT setting are compared first: that is what such a set is for.

@@ -20,6 +20,7 @@ use crate::engine::stop::{Stop, StopReason};
 use crate::engine::workload::Workload;
 use crate::faults::{self, FaultVerdict, Second};
 use crate::integrity::Integrity;
+use crate::live::Live;
 use crate::observe::heap::HeapSummary;
 use crate::observe::postgres::DatabaseEnd;
 use crate::observe::profile::ProfileWindow;
@@ -82,6 +83,7 @@ impl Alongside {
         gate: &Arc<StartGate>,
         stop: &Stop,
         signalled: CancellationToken,
+        live: &Live,
     ) -> Result<Self, RunError> {
         let on_signal = {
             let stop = stop.clone();
@@ -109,7 +111,8 @@ impl Alongside {
         });
         let sampler_done = CancellationToken::new();
         let metrics_urls = all_metrics_urls(plan, endpoints);
-        let (observer, observe_notes) = build_observer(plan, endpoints, &metrics_urls, provisioned, &results).await?;
+        let (observer, observe_notes) =
+            build_observer(plan, endpoints, &metrics_urls, provisioned, &results, live).await?;
         let observing = tokio::spawn(observe(observer, gate.clone(), sampler_done.clone()));
         let profiling = plan.scenario.profile.map(|spec| {
             let window = ProfileWindow::middle_of(plan.duration(), spec.duration);
@@ -139,6 +142,7 @@ impl Alongside {
             quiet: plan.quiet,
             judge: LiveJudge::new(&plan.scenario.thresholds, plan.stream_names()),
             stop: stop.clone(),
+            live: live.clone(),
         };
         let sampler = tokio::spawn(sample_every_second(results, sampling, gate.clone(), sampler_done.clone()));
         Ok(Self {

@@ -29,6 +29,7 @@ use crate::definition::plan::Plan;
 use crate::deploy::DeployError;
 use crate::engine::stop::{Stop, StopReason};
 use crate::engine::{self, EngineError, EngineOptions};
+use crate::live::{Live, RunEnd, RunStart};
 use crate::report::Formats;
 use crate::report::model::CapacityModel;
 use crate::results::summary::{self, Summary};
@@ -76,12 +77,27 @@ pub struct RunOutput {
 /// How long before the schedules' start every virtual user is started.
 const LEAD: Duration = Duration::from_millis(200);
 
-/// Runs `plan` to the end and writes its results folder.
-pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
+/// Runs `plan` to the end and writes its results folder, publishing each second to `live`.
+pub async fn execute(plan: Plan, live: &Live) -> Result<RunOutput, RunError> {
     let results = ResultsDir::create(&plan.out)?;
     let mut info = RunInfo::start(&plan);
     results.write_json(layout::RUN, &info)?;
     eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
+    live.begin_run(&RunStart {
+        scenario: plan.scenario.name.clone(),
+        folder: results.partial_path().display().to_string(),
+        duration_s: plan.duration().as_secs_f64(),
+        targets: summary::target_rates(&plan.stream_plans())
+            .into_iter()
+            .map(|(op, r)| (op.name().to_owned(), r))
+            .collect(),
+        thresholds: plan
+            .scenario
+            .thresholds
+            .iter()
+            .flat_map(|(metric, exprs)| exprs.iter().map(move |e| crate::verdict::thresholds::label(metric, &e.text)))
+            .collect(),
+    });
 
     // A signal during the setup abandons it cleanly (the folder is still completed).
     let signalled = crate::engine::stop::signalled();
@@ -97,6 +113,7 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
             let folder = results.finish()?;
             let what = if matches!(error, RunError::Interrupted) { "setup interrupted" } else { "setup failed" };
             eprintln!("gauntlet: {what}; logs are in {}", folder.display());
+            publish_end(live, &folder, false, Some(format!("{what}: {error}")));
             return Err(error);
         }
     };
@@ -110,7 +127,8 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     let gate = engine::start_gate(&streams, LEAD);
     let environment = prepared.environment;
     let alongside =
-        Alongside::start(&plan, environment, &endpoints, &workload, results, targets, &gate, &stop, signalled).await?;
+        Alongside::start(&plan, environment, &endpoints, &workload, results, targets, &gate, &stop, signalled, live)
+            .await?;
     let options = EngineOptions {
         api_url: endpoints.api_url.clone(),
         lead: LEAD,
@@ -129,7 +147,14 @@ pub async fn execute(plan: Plan) -> Result<RunOutput, RunError> {
     results.write_json(layout::RUN, &info)?;
     render_report(&results);
     let folder = results.finish()?;
+    publish_end(live, &folder, summary.passed, summary.interrupted.clone());
     Ok(RunOutput { summary, folder, stopped })
+}
+
+/// Tells the live record how the run ended, linking its reports (served from now on).
+fn publish_end(live: &Live, folder: &std::path::Path, passed: bool, interrupted: Option<String>) {
+    let reports = crate::report::links(folder, live.serve(folder.to_path_buf()), layout::SUMMARY);
+    live.end(&RunEnd { passed, interrupted, folder: folder.display().to_string(), reports, last: !live.sweeping() });
 }
 
 /// Every run ends with its own report, from what it just saved.

@@ -10,6 +10,7 @@ use super::RunError;
 use crate::definition::plan::Plan;
 use crate::deploy::{DeployError, Endpoints};
 use crate::engine;
+use crate::live::{Live, Round};
 use crate::observe::containers::ContainerSampler;
 use crate::observe::postgres::{self, DatabaseEnd, PgSampler};
 use crate::observe::prometheus::MetricsScraper;
@@ -32,6 +33,7 @@ pub(super) async fn build_observer(
     metrics_urls: &BTreeMap<String, String>,
     provisioned: bool,
     results: &ResultsDir,
+    live: &Live,
 ) -> Result<(Observer, Vec<String>), RunError> {
     let mut notes = Vec::new();
     let mut processes =
@@ -67,7 +69,9 @@ pub(super) async fn build_observer(
     };
     let scrapers = metrics_urls.iter().map(|(name, url)| MetricsScraper::new(name, url)).collect();
     let writer = ObservationWriter::create(&results.partial_path().join(layout::OBSERVATIONS))?;
-    Ok((Observer { resources, postgres, scrapers, writer }, notes))
+    let live = live.clone();
+    let tap: crate::observe::Tap = Box::new(move |t_s, rows, top| live.round(Round::from_observations(t_s, rows, top)));
+    Ok((Observer { resources, postgres, scrapers, writer, tap: Some(tap) }, notes))
 }
 
 /// Samples from the load's start until `done` (nothing when the load never started).

@@ -1,8 +1,10 @@
 //! The per-second sampler beside the engine: each second's time series row and HDR intervals
 //! (with their true start and length), the live thresholds, the fault verdicts' totals, the
+//! second published to the live record (dashboard, `/metrics`), and the terminal's view or
 //! progress line.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +15,7 @@ use crate::engine::recorder::{IntervalSnapshot, Recorder};
 use crate::engine::stop::{Stop, StopReason};
 use crate::engine::{self};
 use crate::faults;
+use crate::live::{self, Live};
 use crate::results::{Interval, ResultsDir};
 use crate::target::operations::Operation;
 use crate::terminal;
@@ -34,6 +37,8 @@ pub(super) struct Sampling {
     pub judge: LiveJudge,
     /// Stops the run (an `abortOnFail` threshold).
     pub stop: Stop,
+    /// Where each second is published.
+    pub live: Live,
 }
 
 /// Every second from the schedules' start: time series, HDR intervals with their true start
@@ -55,6 +60,8 @@ pub(super) async fn sample_every_second(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let scheduled_seconds = sampling.total.as_secs_f64().ceil() as u64;
     let (mut second, mut previous) = (0u64, started);
+    let in_place = std::io::stderr().is_terminal();
+    let mut drawn = 0;
     loop {
         let finished = tokio::select! {
             _ = ticker.tick() => false,
@@ -79,11 +86,26 @@ pub(super) async fn sample_every_second(
             }
             sampling.stop.stop(StopReason::Threshold(which));
         }
-        if !sampling.quiet {
-            eprintln!(
-                "{}",
-                terminal::progress_line(Duration::from_secs(second), sampling.total, &snapshots, &live_targets)
-            );
+        let named: BTreeMap<String, f64> =
+            live_targets.iter().map(|(op, rate)| (op.name().to_owned(), *rate)).collect();
+        let view = live::Second::from_interval(
+            second,
+            interval.length.as_secs_f64(),
+            &snapshots,
+            &named,
+            sampling.judge.standing(),
+        );
+        sampling.live.second(&view, &snapshots);
+        let elapsed = Duration::from_secs(second);
+        if sampling.quiet {
+            // Nothing on the terminal.
+        } else if in_place {
+            let cpu = sampling.live.latest_round().map(|r| r.components).unwrap_or_default();
+            let cpu = cpu.into_iter().filter_map(|(name, usage)| Some((name, usage.cpu_percent?))).collect();
+            let lines = terminal::view(elapsed, sampling.total, &snapshots, &live_targets, &cpu);
+            drawn = terminal::redraw(&mut std::io::stderr(), &lines, drawn);
+        } else {
+            eprintln!("{}", terminal::progress_line(elapsed, sampling.total, &snapshots, &live_targets));
         }
         if finished || Duration::from_secs(second) > sampling.total + Duration::from_secs(30) {
             return Ok((results, sampling.judge, sampling.seconds));

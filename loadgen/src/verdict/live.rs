@@ -26,6 +26,8 @@ struct Entry {
 /// Judges thresholds as the seconds come in.
 pub struct LiveJudge {
     entries: Vec<Entry>,
+    /// Every threshold, for its standing over the run so far.
+    all: Vec<(String, Metric, ThresholdExpr)>,
     streams: Vec<String>,
     cumulative: BTreeMap<Operation, Measured>,
     seconds: VecDeque<(f64, BTreeMap<Operation, Measured>)>,
@@ -58,8 +60,10 @@ impl LiveJudge {
         streams: Vec<String>,
     ) -> Self {
         let mut entries = Vec::new();
+        let mut all = Vec::new();
         for (name, expressions) in thresholds {
             let Ok(metric) = Metric::parse(name) else { continue };
+            all.extend(expressions.iter().map(|e| (name.clone(), metric.clone(), e.clone())));
             for expr in expressions.iter().filter(|e| e.abort_on_fail || e.window.is_some()) {
                 entries.push(Entry {
                     name: name.clone(),
@@ -72,7 +76,7 @@ impl LiveJudge {
             }
         }
         let keep = entries.iter().filter_map(|e| e.expr.window).map(|w| w.as_secs_f64()).fold(0.0, f64::max);
-        Self { entries, streams, cumulative: BTreeMap::new(), seconds: VecDeque::new(), keep, elapsed: 0.0 }
+        Self { entries, all, streams, cumulative: BTreeMap::new(), seconds: VecDeque::new(), keep, elapsed: 0.0 }
     }
 
     /// True when no threshold needs judging during the run.
@@ -83,7 +87,7 @@ impl LiveJudge {
     /// Takes one interval of `length` seconds; returns the first aborting threshold that failed
     /// (`metric expression`), if one did.
     pub fn second(&mut self, snapshots: &[IntervalSnapshot], length: f64) -> Option<String> {
-        if self.is_idle() {
+        if self.all.is_empty() {
             return None;
         }
         self.elapsed += length;
@@ -154,6 +158,31 @@ impl LiveJudge {
     ) -> Option<f64> {
         let source = Measurements { operations, streams: &self.streams, seconds, extras: BTreeMap::new(), trends: &[] };
         source.observe(metric, expr.aggregation)
+    }
+
+    /// Every threshold's standing over the run so far: its value over the seconds seen (a
+    /// windowed one failed if any window did); `value: None` for those observed by the samplers
+    /// or the audit, which are judged at the end.
+    pub fn standing(&self) -> Vec<ThresholdResult> {
+        self.all
+            .iter()
+            .map(|(name, metric, expr)| {
+                let windowed = self.entries.iter().find(|e| e.name == *name && e.expr.text == expr.text);
+                let operations = self.cumulative.iter().map(|(op, m)| (*op, m)).collect();
+                let value = match windowed {
+                    Some(e) if e.expr.window.is_some() && e.judged => e.value,
+                    _ => self.observe(operations, self.elapsed, metric, expr),
+                };
+                let failed_window = windowed.is_some_and(|e| e.failed);
+                ThresholdResult {
+                    metric: name.clone(),
+                    expression: expr.text.clone(),
+                    value,
+                    passed: !failed_window && value.is_some_and(|v| expr.passes(v)),
+                    aborted: false,
+                }
+            })
+            .collect()
     }
 
     /// The windowed thresholds' results: failed if any window broke it. A run shorter than a
@@ -237,5 +266,22 @@ mod tests {
         assert_eq!(judge.second(&second(&recorder, 10, 100), 1.0), None, "delayed");
         assert_eq!(judge.second(&second(&recorder, 10, 100), 1.0), None, "delayed");
         assert_eq!(judge.second(&second(&recorder, 10, 100), 1.0).as_deref(), Some("latency p(95)<50"));
+    }
+
+    #[test]
+    fn every_threshold_stands_over_the_seconds_so_far_and_gauges_wait_for_the_end() {
+        let t = thresholds("latency: ['p(95)<50']\nevents_lost: ['count==0']\ngrpc_req_failed: ['rate<0.1']");
+        let mut judge = LiveJudge::new(&t, vec!["events".into()]);
+        let recorder = Recorder::new();
+        judge.second(&second(&recorder, 10, 5), 1.0);
+        let standing = judge.standing();
+        assert_eq!(standing.len(), 3, "{standing:?}");
+        let latency = standing.iter().find(|r| r.metric == "latency").unwrap();
+        assert!(latency.passed && latency.value.unwrap() < 6.0, "{latency:?}");
+        let lost = standing.iter().find(|r| r.metric == "events_lost").unwrap();
+        assert_eq!(lost.value, None, "the audit judges it at the end");
+        judge.second(&second(&recorder, 90, 100), 1.0);
+        let latency = judge.standing().into_iter().find(|r| r.metric == "latency").unwrap();
+        assert!(!latency.passed && latency.value.unwrap() >= 99.0, "now failing: {latency:?}");
     }
 }
