@@ -142,7 +142,10 @@ fn the_dashboard_shows_the_run_live_and_its_numbers_match_the_summary() {
     let browser = {
         let url = url.clone();
         std::thread::spawn(move || {
-            Command::new(chromium())
+            // Bounded (coreutils' timeout): a browser that never finishes fails the test, never hangs it.
+            Command::new("timeout")
+                .arg("300")
+                .arg(chromium())
                 .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1300,2400"])
                 .args(["--virtual-time-budget=3000", "--dump-dom", &url])
                 .stderr(Stdio::null())
@@ -208,7 +211,9 @@ fn the_dashboard_shows_the_run_live_and_its_numbers_match_the_summary() {
     // The browser starting on a 2-core machine can break a latency threshold: the run's verdict
     // is whatever it is, and the page must say the same.
     assert!(matches!(status.code(), Some(0 | 99)), "loadgen finished the run: {status}\n{}", seen.join("\n"));
-    let dom = String::from_utf8(browser.join().unwrap().stdout).unwrap();
+    let browsed = browser.join().unwrap();
+    assert!(browsed.status.success(), "chromium dumped the page: {}", browsed.status);
+    let dom = String::from_utf8(browsed.stdout).unwrap();
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let verdict = if summary["passed"].as_bool().unwrap() { "passed" } else { "failed" };
