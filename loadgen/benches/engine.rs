@@ -144,7 +144,7 @@ fn live_second(c: &mut Criterion) {
             )
         })
         .collect();
-    let live = Live::new();
+    let live = Live::watched();
     let (_, mut subscriber) = live.subscribe();
     let mut t = 0;
     c.bench_function("live: one second of the dashboard", |b| {

@@ -360,7 +360,7 @@ async fn watched<T, F: Future<Output = T>>(
     hold: std::time::Duration,
     job: impl FnOnce(Live) -> F,
 ) -> Result<T, DashboardError> {
-    let live = Live::new();
+    let live = if dashboard.is_some() { Live::watched() } else { Live::new() };
     let server = match dashboard {
         Some(addr) => {
             let server = Dashboard::start(addr, live.clone()).await?;

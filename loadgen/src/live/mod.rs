@@ -272,11 +272,13 @@ struct State {
 }
 
 /// The live record of the runs of this process, shared by the sampler, the samplers, the sweep
-/// and the dashboard. Cheap to clone.
+/// and the dashboard. Cheap to clone. Unwatched (no dashboard), it keeps only the samplers'
+/// latest round, for the terminal: nothing is serialised, kept for replay or counted.
 #[derive(Clone)]
 pub struct Live {
     state: Arc<Mutex<State>>,
     sender: broadcast::Sender<Message>,
+    watched: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -292,10 +294,21 @@ impl Default for Live {
 }
 
 impl Live {
-    /// A record no one watches yet.
+    /// A record no one watches (no dashboard): only the latest round is kept.
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(256);
-        Self { state: Arc::new(Mutex::new(State::default())), sender }
+        Self { state: Arc::new(Mutex::new(State::default())), sender, watched: false }
+    }
+
+    /// A record a dashboard serves: every message is kept for replay and sent, and the
+    /// seconds are counted for `/metrics`.
+    pub fn watched() -> Self {
+        Self { watched: true, ..Self::new() }
+    }
+
+    /// True when a dashboard serves this record (worth building its seconds).
+    pub fn is_watched(&self) -> bool {
+        self.watched
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -305,6 +318,9 @@ impl Live {
     /// Keeps and sends one message (under the state's lock, so a browser that connects gets each
     /// message once: in its replay or live).
     fn publish(&self, state: &mut State, event: &'static str, record: &impl Serialize) {
+        if !self.watched {
+            return;
+        }
         let data: Arc<str> = match serde_json::to_string(record) {
             Ok(json) => json.into(),
             Err(_) => return,
@@ -328,6 +344,9 @@ impl Live {
 
     /// One second of the load.
     pub fn second(&self, second: &Second, snapshots: &[IntervalSnapshot]) {
+        if !self.watched {
+            return;
+        }
         let targets = second.operations.iter().filter_map(|(name, op)| Some((name.clone(), op.target?))).collect();
         let mut state = self.state();
         state.counters.add(snapshots, second.t);
@@ -426,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_late_subscriber_gets_this_run_so_far_and_the_sweep_then_what_follows() {
-        let live = Live::new();
+        let live = Live::watched();
         live.begin_run(&start());
         live.round(Round::default());
         live.sweep(vec![LevelVerdict { mode: "api".into(), level: "100rps".into(), held: None, broken: None }]);
@@ -441,5 +460,15 @@ mod tests {
         let index = live.serve("/tmp/x".into());
         assert_eq!(live.served_folder(index), Some("/tmp/x".into()));
         assert_eq!(live.served_folder(index + 1), None);
+    }
+
+    #[test]
+    fn unwatched_it_keeps_the_latest_round_for_the_terminal_and_nothing_else() {
+        let live = Live::new();
+        live.begin_run(&start());
+        live.round(Round { t: 7, ..Round::default() });
+        let (history, mut coming) = live.subscribe();
+        assert!(history.is_empty() && coming.try_recv().is_err(), "nothing serialised or kept");
+        assert_eq!(live.latest_round().map(|r| r.t), Some(7));
     }
 }

@@ -89,8 +89,10 @@ pub struct PgSampler {
     previous: Option<(Instant, DbCounters)>,
     first: Option<DbCounters>,
     statements_at_start: Option<HashMap<i64, StatementCounters>>,
-    /// The statement with the most execution time so far, refreshed every few seconds.
+    /// The statement with the most execution time so far, refreshed every few seconds once
+    /// [`PgSampler::track_top_statement`] asks for it.
     top: Option<StatementDelta>,
+    track_top: bool,
     unavailable: Vec<String>,
 }
 
@@ -124,7 +126,16 @@ impl PgSampler {
                     .into(),
             );
         }
-        Ok(Self { options, conn: Some(conn), previous: None, first: None, statements_at_start, top: None, unavailable })
+        Ok(Self {
+            options,
+            conn: Some(conn),
+            previous: None,
+            first: None,
+            statements_at_start,
+            top: None,
+            track_top: false,
+            unavailable,
+        })
     }
 
     async fn connection(&mut self) -> Option<&mut PgConnection> {
@@ -172,7 +183,8 @@ impl PgSampler {
                 self.previous = Some((now, counters));
                 self.first.get_or_insert(counters);
                 rows.push(Observation::new(t_s, COMPONENT, "sampler_up", 1.0));
-                if t_s % TOP_EVERY_S == 0
+                if self.track_top
+                    && t_s % TOP_EVERY_S == 0
                     && let (Some(start), Some(conn)) = (&self.statements_at_start, self.conn.as_mut())
                     && let Ok(now) = statements(conn).await
                 {
@@ -186,6 +198,12 @@ impl PgSampler {
                 vec![Observation::new(t_s, COMPONENT, "sampler_up", 0.0)]
             }
         }
+    }
+
+    /// Keeps the top statement so far up to date (a query of `pg_stat_statements` every
+    /// few seconds), for a live dashboard.
+    pub fn track_top_statement(&mut self) {
+        self.track_top = true;
     }
 
     /// The statement with the most execution time since the load began, as of the last refresh.

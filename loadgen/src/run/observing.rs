@@ -56,7 +56,12 @@ pub(super) async fn build_observer(
     let database_url = endpoints.database_url.clone().or_else(|| plan.observe.database_url.clone());
     let postgres = match &database_url {
         Some(url) => match PgSampler::connect(url, provisioned).await {
-            Ok(sampler) => Some(sampler),
+            Ok(mut sampler) => {
+                if live.is_watched() {
+                    sampler.track_top_statement();
+                }
+                Some(sampler)
+            }
             Err(e) => {
                 notes.push(format!("the database could not be observed: {e}"));
                 None

@@ -86,16 +86,13 @@ pub(super) async fn sample_every_second(
             }
             sampling.stop.stop(StopReason::Threshold(which));
         }
-        let named: BTreeMap<String, f64> =
-            live_targets.iter().map(|(op, rate)| (op.name().to_owned(), *rate)).collect();
-        let view = live::Second::from_interval(
-            second,
-            interval.length.as_secs_f64(),
-            &snapshots,
-            &named,
-            sampling.judge.standing(),
-        );
-        sampling.live.second(&view, &snapshots);
+        if sampling.live.is_watched() {
+            let named: BTreeMap<String, f64> =
+                live_targets.iter().map(|(op, rate)| (op.name().to_owned(), *rate)).collect();
+            let standing = sampling.judge.standing();
+            let view = live::Second::from_interval(second, interval.length.as_secs_f64(), &snapshots, &named, standing);
+            sampling.live.second(&view, &snapshots);
+        }
         let elapsed = Duration::from_secs(second);
         if sampling.quiet {
             // Nothing on the terminal.
