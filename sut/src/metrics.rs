@@ -108,10 +108,7 @@ impl RuntimeGauges {
         self.global_queue_depth.set(i64::try_from(metrics.global_queue_depth()).unwrap_or(i64::MAX));
         let busy: f64 = (0..workers).map(|w| metrics.worker_total_busy_duration(w).as_secs_f64()).sum();
         let parks: u64 = (0..workers).map(|w| metrics.worker_park_count(w)).sum();
-        // Counters only go up: they are moved to the runtime's totals.
-        if busy > self.busy_seconds.get() {
-            self.busy_seconds.inc_by(busy - self.busy_seconds.get());
-        }
+        raise_to(&self.busy_seconds, busy);
         self.parks.inc_by(parks.saturating_sub(self.parks.get()));
         if let (Some(gauge), Some(bytes)) = (&self.heap, crate::profiling::heap::allocated_bytes()) {
             gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
@@ -122,11 +119,16 @@ impl RuntimeGauges {
     /// Reads the process's CPU time and resident memory.
     fn refresh_process(&self) {
         if let Some((cpu, resident)) = process_figures() {
-            if cpu > self.cpu_seconds.get() {
-                self.cpu_seconds.inc_by(cpu - self.cpu_seconds.get());
-            }
+            raise_to(&self.cpu_seconds, cpu);
             self.resident.set(i64::try_from(resident).unwrap_or(i64::MAX));
         }
+    }
+}
+
+/// Moves a counter up to a total read elsewhere (counters only go up).
+fn raise_to(counter: &Counter, total: f64) {
+    if total > counter.get() {
+        counter.inc_by(total - counter.get());
     }
 }
 

@@ -83,14 +83,13 @@ pub async fn execute(plan: Plan, live: &Live) -> Result<RunOutput, RunError> {
     let mut info = RunInfo::start(&plan);
     results.write_json(layout::RUN, &info)?;
     eprintln!("gauntlet: {} → {}", plan.scenario.name, results.partial_path().display());
+    let streams = plan.stream_plans();
+    let targets = summary::target_rates(&streams);
     live.begin_run(&RunStart {
         scenario: plan.scenario.name.clone(),
         folder: results.partial_path().display().to_string(),
         duration_s: plan.duration().as_secs_f64(),
-        targets: summary::target_rates(&plan.stream_plans())
-            .into_iter()
-            .map(|(op, r)| (op.name().to_owned(), r))
-            .collect(),
+        targets: targets.iter().map(|(op, r)| (op.name().to_owned(), *r)).collect(),
         thresholds: plan
             .scenario
             .thresholds
@@ -121,8 +120,6 @@ pub async fn execute(plan: Plan, live: &Live) -> Result<RunOutput, RunError> {
     info.endpoints = Some(endpoints.clone());
     results.write_json(layout::RUN, &info)?;
 
-    let streams = plan.stream_plans();
-    let targets = summary::target_rates(&streams);
     let stop = Stop::new();
     let gate = engine::start_gate(&streams, LEAD);
     let environment = prepared.environment;
