@@ -204,6 +204,27 @@ impl Executor {
         self.set_vus(auto_pool(rate, latency_limit))
     }
 
+    /// Keeps `segment`'s share of every user count: an arrival-rate pool (at least one user, for
+    /// the share's arrivals), or a closed model's users at each stage. The arrival rate stays
+    /// whole: the engine takes the share's arrivals from the whole schedule.
+    pub fn split(&mut self, segment: super::plan::Segment) {
+        let share = |n: u32| u32::try_from(segment.share(u64::from(n))).unwrap_or(n);
+        match self {
+            Executor::ConstantArrivalRate { max_vus, pre_allocated_vus, .. }
+            | Executor::RampingArrivalRate { max_vus, pre_allocated_vus, .. } => {
+                *max_vus = share(*max_vus).max(1);
+                *pre_allocated_vus = share(*pre_allocated_vus).min(*max_vus);
+            }
+            Executor::ConstantVus { vus, .. } => *vus = share(*vus),
+            Executor::RampingVus { start_vus, stages } => {
+                *start_vus = share(*start_vus);
+                for stage in stages {
+                    stage.target = share(stage.target.round() as u32) as f64;
+                }
+            }
+        }
+    }
+
     /// Replaces the number of users (constant-vus) or the in-flight limit (arrival-rate).
     pub fn set_vus(&mut self, new_vus: u32) -> Result<(), String> {
         match self {
@@ -229,6 +250,8 @@ impl Executor {
 pub struct RateCurve {
     segments: Vec<Segment>,
     poisson: Option<Arc<PoissonPoints>>,
+    /// Only every `count`-th arrival from the `index`-th (a distributed run's share).
+    stride: super::plan::Segment,
 }
 
 /// The points of a unit-rate Poisson process up to a limit: every 64th point's position kept,
@@ -304,7 +327,21 @@ impl RateCurve {
             at += length;
             from = stage.target;
         }
-        Self { segments, poisson: None }
+        Self { segments, poisson: None, stride: super::plan::Segment::WHOLE }
+    }
+
+    /// Only `segment`'s arrivals of this curve: arrival `k` of the result is arrival
+    /// `k·count + index` of the whole, so the shares interleave and add up to it exactly; the
+    /// rate is the share's.
+    pub fn striped(self, segment: super::plan::Segment) -> Self {
+        Self { stride: segment, ..self }
+    }
+
+    fn whole_total(&self) -> u64 {
+        if let Some(points) = &self.poisson {
+            return points.count;
+        }
+        self.segments.last().map_or(0, |s| (s.arrivals_before + (s.from + s.to) / 2.0 * s.length + 1e-9).floor() as u64)
     }
 
     /// The same rate, its arrivals a Poisson process (seeded by `seed`).
@@ -321,14 +358,15 @@ impl RateCurve {
             .iter()
             .find(|s| t >= s.start && t < s.start + s.length)
             .map_or(0.0, |s| s.from + (s.to - s.from) * (t - s.start) / s.length)
+            / f64::from(self.stride.count.max(1))
     }
 
-    /// Arrivals in the whole curve (the integral, rounded down; a Poisson curve's own count).
+    /// Arrivals in the whole curve (the integral, rounded down; a Poisson curve's own count), or
+    /// in its share.
     pub fn total_arrivals(&self) -> u64 {
-        if let Some(points) = &self.poisson {
-            return points.count;
-        }
-        self.segments.last().map_or(0, |s| (s.arrivals_before + (s.from + s.to) / 2.0 * s.length + 1e-9).floor() as u64)
+        let (whole, index, count) =
+            (self.whole_total(), u64::from(self.stride.index), u64::from(self.stride.count.max(1)));
+        (whole + count - 1 - index.min(count - 1)) / count
     }
 
     /// Arrivals due by `t` (the integral up to `t`).
@@ -342,12 +380,13 @@ impl RateCurve {
             let tau = (t - s.start).min(s.length);
             total = s.arrivals_before + s.from * tau + (s.to - s.from) / (2.0 * s.length) * tau * tau;
         }
-        total
+        total / f64::from(self.stride.count.max(1))
     }
 
     /// When arrival `i` (0-based) is due: the time at which the integral reaches `i` (or the
     /// `i`-th Poisson point).
     pub fn time_of(&self, i: u64) -> Option<Duration> {
+        let i = i.checked_mul(u64::from(self.stride.count.max(1)))?.checked_add(u64::from(self.stride.index))?;
         let i = match &self.poisson {
             Some(points) if i >= points.count => return None,
             Some(points) => points.point(i),

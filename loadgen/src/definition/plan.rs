@@ -115,6 +115,56 @@ pub struct Plan {
     /// How long the audit waits for the SUT to settle.
     #[serde(with = "crate::definition::text::duration_text")]
     pub audit_settle: Duration,
+    /// This process's share of a distributed run (the whole run when alone).
+    pub segment: Segment,
+    /// Users (and their tokens) handed over by a coordinator, instead of a fixture file.
+    #[serde(skip)]
+    pub given_users: Option<GivenUsers>,
+}
+
+/// Users handed over whole, with a token each (same order) or none (mock authentication).
+#[derive(Debug, Clone)]
+pub struct GivenUsers {
+    /// The user ids.
+    pub users: Vec<String>,
+    /// One token per user, or None for the mock-user header.
+    pub tokens: Option<Vec<String>>,
+}
+
+/// One worker's equal share of a distributed run, as k6's execution segments split a test: of
+/// each stream's arrivals the `index`-th, then every `count`-th after it (so the workers' arrivals
+/// interleave and together are exactly the whole schedule's), of each pool and each closed-model
+/// user count a share that sums to the whole, and a block of the users of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Segment {
+    /// This share's position, from 0.
+    pub index: u32,
+    /// How many shares there are.
+    pub count: u32,
+}
+
+impl Segment {
+    /// The whole run.
+    pub const WHOLE: Segment = Segment { index: 0, count: 1 };
+
+    /// True for the whole run.
+    pub fn is_whole(&self) -> bool {
+        self.count <= 1
+    }
+
+    /// This share of `total` things: the shares of every index add up to `total`, and differ by
+    /// at most one.
+    pub fn share(&self, total: u64) -> u64 {
+        let (i, n) = (u64::from(self.index), u64::from(self.count.max(1)));
+        (i + 1) * total / n - i * total / n
+    }
+
+    /// This share's block of `len` items (users): the blocks of every index are disjoint and
+    /// cover all of them.
+    pub fn block(&self, len: usize) -> std::ops::Range<usize> {
+        let (i, n) = (self.index as usize, self.count.max(1) as usize);
+        i * len / n..(i + 1) * len / n
+    }
 }
 
 /// Why the options can't make a plan.
@@ -302,6 +352,8 @@ impl Plan {
             audit_users: args.audit_users,
             reward_mock_url: args.reward_mock_url.clone(),
             audit_settle: args.audit_settle,
+            segment: Segment::WHOLE,
+            given_users: None,
             scenario,
         })
     }
@@ -315,8 +367,20 @@ impl Plan {
                 name: name.clone(),
                 executor: self.executors[name].clone(),
                 operations: stream.operations.clone(),
+                segment: self.segment,
             })
             .collect()
+    }
+
+    /// The plan for `segment` of this one (see [`Segment`]): every pool and closed-model user
+    /// count split; the arrival schedules are split as the engine runs them.
+    pub fn segmented(&self, segment: Segment) -> Plan {
+        let mut plan = self.clone();
+        for executor in plan.executors.values_mut() {
+            executor.split(segment);
+        }
+        plan.segment = segment;
+        plan
     }
 
     /// The streams' names, in the plan's order (k6's `scenario` tag values).
@@ -418,6 +482,8 @@ pub struct StreamPlan {
     pub executor: Executor,
     /// Operations and weights.
     pub operations: BTreeMap<OperationKind, u32>,
+    /// This process's share of the stream's arrivals.
+    pub segment: Segment,
 }
 
 /// A default results folder: `results/<UTC timestamp>-<scenario>`.

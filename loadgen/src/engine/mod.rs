@@ -21,4 +21,4 @@ pub mod runner;
 pub mod stop;
 pub mod workload;
 
-pub use runner::{EngineError, EngineOptions, EngineOutcome, StartGate, run, start_gate};
+pub use runner::{EngineError, EngineOptions, EngineOutcome, StartGate, run, start_gate, start_gate_at};

@@ -390,6 +390,16 @@ impl Recorder {
             .collect()
     }
 
+    /// Adds what another process measured over one interval (a distributed run's worker) to
+    /// this interval (and so, once taken, to the totals); the calls in flight move by
+    /// `in_flight_change`.
+    pub fn absorb(&self, snapshot: &IntervalSnapshot, in_flight_change: i64) {
+        let shard = self.shard();
+        let index = snapshot.operation.index();
+        shard.lock()[index].add(&snapshot.measured);
+        shard.in_flight[index].fetch_add(in_flight_change, Ordering::Relaxed);
+    }
+
     /// Every operation's totals so far (the intervals not yet taken included).
     pub fn totals(&self) -> Vec<OperationTotals> {
         let totals = self.totals_lock();

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::definition::executor::Executor;
+use crate::definition::plan::Segment;
 use crate::definition::plan::StreamPlan;
 use crate::engine::arrivals::{ArrivalSchedule, Counted, Dispatch, Take};
 use crate::engine::http::{RestClient, RestTarget, TargetError};
@@ -61,6 +62,8 @@ pub struct EngineOutcome {
     pub elapsed: Duration,
     /// Why it ended early, if it did.
     pub stopped: Option<StopReason>,
+    /// What the summary should say of how the load was sent (a distributed run's workers).
+    pub notes: Vec<String>,
 }
 
 /// Why the engine could not run.
@@ -69,6 +72,9 @@ pub enum EngineError {
     /// Goose refused the configuration or failed.
     #[error("goose: {0}")]
     Goose(String),
+    /// A distributed run's workers could not send the load.
+    #[error("{0}")]
+    Workers(String),
     /// The REST target cannot be used.
     #[error(transparent)]
     Target(#[from] TargetError),
@@ -83,18 +89,26 @@ pub struct StartGate {
     opened_at: OnceLock<Instant>,
     opened: Notify,
     margin: Duration,
+    not_before: Option<Instant>,
 }
 
 impl StartGate {
-    fn new(expected: usize, margin: Duration) -> Self {
-        Self { expected, arrived: AtomicUsize::new(0), opened_at: OnceLock::new(), opened: Notify::new(), margin }
+    fn new(expected: usize, margin: Duration, not_before: Option<Instant>) -> Self {
+        let (arrived, opened_at, opened) = (AtomicUsize::new(0), OnceLock::new(), Notify::new());
+        Self { expected, arrived, opened_at, opened, margin, not_before }
     }
 
     fn arrive(&self) {
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 >= self.expected {
-            let _ = self.opened_at.set(Instant::now() + self.margin);
-            self.opened.notify_waiters();
+            let at = Instant::now() + self.margin;
+            self.open(self.not_before.map_or(at, |not_before| at.max(not_before)));
         }
+    }
+
+    /// Opens the gate for a start at `at` (a coordinator's, whose load its workers send).
+    pub fn open(&self, at: Instant) {
+        let _ = self.opened_at.set(at);
+        self.opened.notify_waiters();
     }
 
     /// When the schedules start, once known.
@@ -130,6 +144,7 @@ impl StartGate {
 struct StreamRuntime {
     index: u16,
     executor: Executor,
+    segment: Segment,
     gate: Arc<StartGate>,
     schedule: OnceLock<Option<ArrivalSchedule>>,
     mix: Arc<Mix>,
@@ -222,10 +237,12 @@ impl StreamRuntime {
                 self.executor.arrival_curve(u64::from(self.index)).map(|curve| {
                     // The plan checked the Poisson arrivals' count; should it fail here, arrivals
                     // fall evenly.
-                    let curve = curve.unwrap_or_else(|why| {
-                        eprintln!("gauntlet: {why}; arrivals fall evenly");
-                        self.executor.rate_curve().expect("an arrival curve has a rate curve")
-                    });
+                    let curve = curve
+                        .unwrap_or_else(|why| {
+                            eprintln!("gauntlet: {why}; arrivals fall evenly");
+                            self.executor.rate_curve().expect("an arrival curve has a rate curve")
+                        })
+                        .striped(self.segment);
                     let owner = StreamDispatch {
                         stream: self.index,
                         mix: self.mix.clone(),
@@ -389,6 +406,7 @@ pub async fn run(
             rest: rest.clone(),
             busy: Arc::new(AtomicUsize::new(0)),
             executor: plan.executor,
+            segment: plan.segment,
             gate: gate.clone(),
             schedule: OnceLock::new(),
             max_lateness: options.max_lateness,
@@ -434,12 +452,19 @@ pub async fn run(
     result.map_err(|e| EngineError::Goose(e.to_string()))?;
     let started = gate.start();
     let elapsed = started.map_or(Duration::ZERO, |s| Instant::now().saturating_duration_since(s).min(duration));
-    Ok(EngineOutcome { started, elapsed, stopped })
+    Ok(EngineOutcome { started, elapsed, stopped, notes: Vec::new() })
 }
 
 /// A gate for the users of `streams`, opening `margin` after the last one started.
 pub fn start_gate(streams: &[StreamPlan], margin: Duration) -> Arc<StartGate> {
-    Arc::new(StartGate::new(streams.iter().map(|s| s.executor.pool_size()).sum::<usize>().max(1), margin))
+    Arc::new(StartGate::new(streams.iter().map(|s| s.executor.pool_size()).sum::<usize>().max(1), margin, None))
+}
+
+/// A gate for the users of `streams` opening at `at` (a common start), or as soon as they have
+/// all started should that be later.
+pub fn start_gate_at(streams: &[StreamPlan], at: Instant) -> Arc<StartGate> {
+    let users = streams.iter().map(|s| s.executor.pool_size()).sum::<usize>().max(1);
+    Arc::new(StartGate::new(users, Duration::ZERO, Some(at)))
 }
 
 fn goose_configuration(options: &EngineOptions, users: usize, until_end: Duration) -> GooseConfiguration {

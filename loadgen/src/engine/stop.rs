@@ -21,6 +21,10 @@ pub enum StopReason {
     ServiceDied(String),
     /// A threshold with `abortOnFail` failed.
     Threshold(String),
+    /// A distributed run's worker stopped sending (and `--on-worker-loss stop`).
+    WorkerLost(String),
+    /// This worker's coordinator asked it to stop (its run was stopped).
+    Coordinator,
 }
 
 impl fmt::Display for StopReason {
@@ -29,6 +33,8 @@ impl fmt::Display for StopReason {
             StopReason::Signal => f.write_str("interrupted by a signal (Ctrl-C or SIGTERM)"),
             StopReason::ServiceDied(what) => f.write_str(what),
             StopReason::Threshold(which) => write!(f, "aborted: threshold {which} failed (abortOnFail)"),
+            StopReason::WorkerLost(what) => f.write_str(what),
+            StopReason::Coordinator => f.write_str("stopped by the coordinator"),
         }
     }
 }

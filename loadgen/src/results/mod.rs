@@ -48,6 +48,13 @@ pub mod layout {
     pub const CAPACITY: &str = "capacity.json";
     /// The HdrHistogram interval logs.
     pub const HDR: &str = "hdr";
+    /// A distributed run's workers: share, clock, seconds, requests, end.
+    pub const WORKERS: &str = "workers.json";
+
+    /// A distributed run's worker's own results folder, relative to the coordinator's.
+    pub fn worker_folder(index: u32) -> String {
+        format!("workers/{index}")
+    }
     /// The provisioned services' output.
     pub const LOGS: &str = "logs";
     /// CPU flamegraphs.

@@ -170,7 +170,7 @@ pub struct Summary {
 pub fn target_rates(streams: &[StreamPlan]) -> BTreeMap<Operation, f64> {
     let mut targets = BTreeMap::new();
     for stream in streams {
-        let Some(curve) = stream.executor.rate_curve() else { continue };
+        let Some(curve) = stream.executor.rate_curve().map(|c| c.striped(stream.segment)) else { continue };
         let seconds = stream.executor.duration().as_secs_f64();
         if seconds <= 0.0 {
             continue;

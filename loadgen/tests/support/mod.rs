@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use loadgen::definition::executor::Executor;
-use loadgen::definition::plan::StreamPlan;
+use loadgen::definition::plan::{Segment, StreamPlan};
 use loadgen::engine::recorder::{OperationTotals, Recorder};
 use loadgen::engine::stop::Stop;
 use loadgen::engine::workload::{RestAuth, Workload};
@@ -187,7 +189,12 @@ pub async fn run_stopped(
     stop: Stop,
 ) -> (EngineOutcome, OperationTotals) {
     let _turn = ONE_RUN_AT_A_TIME.lock().await;
-    let streams = vec![StreamPlan { name: "load".into(), executor, operations: BTreeMap::from([(op, 1)]) }];
+    let streams = vec![StreamPlan {
+        name: "load".into(),
+        executor,
+        operations: BTreeMap::from([(op, 1)]),
+        segment: Segment::WHOLE,
+    }];
     let gate = engine::start_gate(&streams, Duration::from_millis(200));
     let options = EngineOptions { api_url, lead: Duration::from_millis(200), max_lateness, stop };
     let outcome = engine::run(streams, workload.clone(), gate, options).await.expect("engine runs");
