@@ -10,10 +10,13 @@ use crate::definition::builtin;
 use crate::definition::options::RunArgs;
 use crate::definition::plan::Plan;
 use crate::definition::scenario::Scenario;
+use crate::distributed::coordinator::{CoordinateError, Coordinator, CoordinatorOptions, OnWorkerLoss};
+use crate::distributed::worker::{WorkError, WorkerOptions};
 use crate::engine::stop::StopReason;
 use crate::live::Live;
 use crate::live::server::{Dashboard, DashboardError};
 use crate::results::layout;
+use crate::run::Load;
 use crate::{EXIT_ERROR, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_PASSED, EXIT_THRESHOLDS_FAILED, terminal};
 use clap::{Parser, Subcommand};
 
@@ -76,6 +79,12 @@ enum Command {
         #[command(flatten)]
         limits: crate::sweep::LimitArgs,
     },
+    /// Runs a scenario with its load sent by N workers (`loadgen worker`, or a Docker Swarm
+    /// service with --swarm): each sends an equal share, and their seconds are merged into one
+    /// run, one verdict and one results folder (each worker's own folder inside it).
+    Coordinate(Box<CoordinateArgs>),
+    /// Joins a coordinator and sends its share of the run.
+    Worker(WorkerArgs),
     /// Runs a scenario file, or a built-in scenario by name (db-outage, reward-slow,
     /// reward-failing, scenario1…5).
     Run {
@@ -84,6 +93,51 @@ enum Command {
         #[command(flatten)]
         args: RunArgs,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct CoordinateArgs {
+    /// The scenario file (YAML), or a built-in name.
+    scenario: PathBuf,
+    /// Workers to split the load among.
+    #[arg(long)]
+    workers: u32,
+    /// Where workers reach the coordinator.
+    #[arg(long, default_value = "127.0.0.1:5670")]
+    listen: std::net::SocketAddr,
+    /// When a worker stops sending before its share is done: stop the run, or go on without it.
+    #[arg(long, value_enum, default_value = "stop")]
+    on_worker_loss: OnWorkerLoss,
+    /// How long to wait for every worker to join and be ready.
+    #[arg(long, default_value = "120s", value_parser = sut::duration::clap_parser)]
+    join_timeout: std::time::Duration,
+    /// Start the workers as a Docker Swarm service of the loadgen image (`docker swarm init` first).
+    #[arg(long)]
+    swarm: bool,
+    /// With --swarm: each worker's CPU limit.
+    #[arg(long, default_value_t = 1.0)]
+    worker_cpus: f64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// The coordinator's URL (as `loadgen coordinate` prints it).
+    #[arg(long)]
+    coordinator: String,
+    /// This worker's own results folder (default: results/<time>-<scenario>-worker<N>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How long to keep trying to reach the coordinator.
+    #[arg(long, default_value = "60s", value_parser = sut::duration::clap_parser)]
+    connect_timeout: std::time::Duration,
+    /// Serve this worker's own live dashboard on ADDR.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5665")]
+    dashboard: Option<std::net::SocketAddr>,
+    /// Pretends this machine's clock is this many ms ahead (for testing the clock check).
+    #[arg(long, hide = true, env = "GAUNTLET_TEST_CLOCK_SKEW_MS", default_value_t = 0, allow_hyphen_values = true)]
+    test_clock_skew_ms: i64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -295,6 +349,8 @@ pub fn run(cli: Cli) -> i32 {
             }
         },
         Command::Run { file, args } => (scenario_named(&file), args),
+        Command::Coordinate(args) => return coordinate(&args),
+        Command::Worker(args) => return worker(args),
     };
     let plan =
         match scenario.map_err(anyhow::Error::from).and_then(|s| Plan::new(s, &args).map_err(anyhow::Error::from)) {
@@ -309,10 +365,92 @@ pub fn run(cli: Cli) -> i32 {
         Err(e) => return failed(&e.into()),
     };
     let run = |live: Live| async move { crate::run::execute(plan, &live).await };
-    let executed = match runtime.block_on(watched(args.dashboard, args.dashboard_hold, run)) {
-        Ok(executed) => executed,
+    match runtime.block_on(watched(args.dashboard, args.dashboard_hold, run)) {
+        Ok(executed) => ended(executed),
+        Err(e) => failed(&e.into()),
+    }
+}
+
+/// `loadgen coordinate`: the plan checked, the coordinator listening (and the Swarm service
+/// started, with --swarm), the run with the workers' load, the service removed.
+fn coordinate(args: &CoordinateArgs) -> i32 {
+    let mut plan = match scenario_named(&args.scenario)
+        .map_err(anyhow::Error::from)
+        .and_then(|s| Plan::new(s, &args.run).map_err(anyhow::Error::from))
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("loadgen: error: {}", describe(&e));
+            return EXIT_INVALID;
+        }
+    };
+    // Each worker's ledger of what it sent stays on its machine: no audit across them yet.
+    plan.audit_users = 0;
+    let options = CoordinatorOptions {
+        workers: args.workers,
+        listen: args.listen,
+        on_worker_loss: args.on_worker_loss,
+        join_timeout: args.join_timeout,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
         Err(e) => return failed(&e.into()),
     };
+    let (swarm, cpus) = (args.swarm, args.worker_cpus);
+    let run = |live: Live| async move {
+        let coordinator = match Coordinator::listen(&plan, options).await {
+            Ok(coordinator) => coordinator,
+            Err(e @ CoordinateError::Plan(_)) => return Err((EXIT_INVALID, anyhow::Error::from(e))),
+            Err(e) => return Err((EXIT_ERROR, e.into())),
+        };
+        eprintln!("gauntlet: coordinator listening at {}", coordinator.url());
+        let service = if swarm {
+            match crate::distributed::swarm::start(args.workers, &coordinator.url(), cpus).await {
+                Ok(service) => Some(service),
+                Err(e) => return Err((EXIT_ERROR, e.into())),
+            }
+        } else {
+            None
+        };
+        let executed = crate::run::execute_with(plan, &live, Load::Remote(Box::new(coordinator))).await;
+        if let Some(service) = service {
+            service.remove().await;
+        }
+        Ok(executed)
+    };
+    match runtime.block_on(watched(args.run.dashboard, args.run.dashboard_hold, run)) {
+        Ok(Ok(executed)) => ended(executed),
+        Ok(Err((code, e))) => {
+            eprintln!("loadgen: error: {}", describe(&e));
+            code
+        }
+        Err(e) => failed(&e.into()),
+    }
+}
+
+/// `loadgen worker`: a share of a coordinator's run.
+fn worker(args: WorkerArgs) -> i32 {
+    let options = WorkerOptions {
+        coordinator: args.coordinator,
+        out: args.out,
+        connect_timeout: args.connect_timeout,
+        clock_skew_ms: args.test_clock_skew_ms,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return failed(&e.into()),
+    };
+    let work = |live: Live| async move { crate::distributed::worker::work(&options, &live).await };
+    match runtime.block_on(watched(args.dashboard, std::time::Duration::ZERO, work)) {
+        Ok(Ok(output)) => ended(Ok(output)),
+        Ok(Err(WorkError::Run(e))) => ended(Err(e)),
+        Ok(Err(e)) => failed(&e.into()),
+        Err(e) => failed(&e.into()),
+    }
+}
+
+/// The summary table and the exit code of a finished run (or of one that could not be done).
+fn ended(executed: Result<crate::run::RunOutput, crate::run::RunError>) -> i32 {
     match executed {
         Ok(output) => {
             println!("{}", terminal::summary_table(&output.summary));
@@ -324,6 +462,8 @@ pub fn run(cli: Cli) -> i32 {
                 Some(StopReason::Signal) => EXIT_INTERRUPTED,
                 Some(StopReason::ServiceDied(_)) => EXIT_ERROR,
                 Some(StopReason::Threshold(_)) => EXIT_THRESHOLDS_FAILED,
+                Some(StopReason::WorkerLost(_)) => EXIT_ERROR,
+                Some(StopReason::Coordinator) => EXIT_INTERRUPTED,
                 None if output.summary.passed => EXIT_PASSED,
                 None => EXIT_THRESHOLDS_FAILED,
             }

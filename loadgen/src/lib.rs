@@ -30,12 +30,15 @@
 //! - [`report`]: the three documents and comparisons, from saved results alone.
 //! - [`run`]: one run from plan to results folder.
 //! - [`sweep`]: load levels stepped and bisected to the breaking point (`capacity.json`).
+//! - [`distributed`]: one run's load sent by many workers (processes, or a Docker Swarm
+//!   service) and merged by a coordinator.
 //! - [`cli`]: the `loadgen` command line (the binary's `main` only calls it).
 
 pub mod atomic;
 pub mod cli;
 pub mod definition;
 pub mod deploy;
+pub mod distributed;
 pub mod engine;
 pub mod faults;
 pub mod integrity;

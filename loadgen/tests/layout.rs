@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The top-level modules in dependency order: each may use only those before it.
-const LAYERS: [&str; 16] = [
+const LAYERS: [&str; 17] = [
     "target",
     "atomic",
     "definition",
@@ -23,6 +23,7 @@ const LAYERS: [&str; 16] = [
     "report",
     "run",
     "sweep",
+    "distributed",
     "cli",
 ];
 

@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
+use std::sync::mpsc::channel;
 use std::time::Duration;
 
+use support::process::Loadgen;
 use support::{SlowEndpoint, Stall, rest_server};
 
 /// Serves a REST target answering after `delay` on a runtime of its own; returns its URL.
@@ -35,54 +35,10 @@ fn scenario(dir: &Path, thresholds: &str) -> PathBuf {
     path
 }
 
-struct Loadgen {
-    child: std::process::Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Loadgen {
-    fn start(scenario: &Path, url: &str, out: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(["run", scenario.to_str().unwrap(), "--api-url", url, "--mock-auth", "--out"])
-            .arg(out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits (at most 60 s) for a line of stderr containing `needle`.
-    fn wait_for(&mut self, needle: &str) {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(60)) {
-            let found = line.contains(needle);
-            self.seen.push(line);
-            if found {
-                return;
-            }
-        }
-        panic!("no line with '{needle}' on stderr:\n{}", self.seen.join("\n"));
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the exit; returns the code and all of stderr.
-    fn finish(mut self) -> (i32, String) {
-        let status = self.child.wait().unwrap();
-        self.seen.extend(self.lines.iter());
-        (status.code().unwrap_or(-1), self.seen.join("\n"))
-    }
+/// `loadgen run SCENARIO` against `url`, writing to `out`.
+fn start(scenario: &Path, url: &str, out: &Path) -> Loadgen {
+    let args = ["run", scenario.to_str().unwrap(), "--api-url", url, "--mock-auth", "--out", out.to_str().unwrap()];
+    Loadgen::start(&args, &[])
 }
 
 fn summary(out: &Path) -> serde_json::Value {
@@ -100,7 +56,7 @@ fn summary(out: &Path) -> serde_json::Value {
 fn running(scratch: &Path) -> (Loadgen, PathBuf) {
     let url = target(Duration::from_millis(5));
     let out = scratch.join("run");
-    let mut loadgen = Loadgen::start(&scenario(scratch, "  http_req_failed: ['rate<0.01']"), &url, &out);
+    let mut loadgen = start(&scenario(scratch, "  http_req_failed: ['rate<0.01']"), &url, &out);
     loadgen.wait_for("load begins");
     loadgen.wait_for("GET"); // a progress line: the load is running
     (loadgen, out)
@@ -143,7 +99,7 @@ fn an_abort_on_fail_threshold_stops_the_run_soon_after_its_breach() {
     let url = target(Duration::from_millis(100));
     let out = scratch.path().join("run");
     let thresholds = "  http_req_duration: [{threshold: 'p(95)<50', abortOnFail: true, delayAbortEval: 2s}]";
-    let loadgen = Loadgen::start(&scenario(scratch.path(), thresholds), &url, &out);
+    let loadgen = start(&scenario(scratch.path(), thresholds), &url, &out);
     let (code, stderr) = loadgen.finish();
     assert_eq!(code, 99, "{stderr}");
     let summary = summary(&out);

@@ -73,15 +73,18 @@ fn linked_libraries(binary: &Path) -> Result<Vec<PathBuf>, DockerError> {
         .collect())
 }
 
-/// A tar build context: a `FROM scratch` Dockerfile and a root file system holding the service,
-/// the health check and their libraries.
-fn build_context(bin_dir: &Path, service: &str) -> Result<Vec<u8>, DockerError> {
+/// A tar build context: a `FROM scratch` Dockerfile and a root file system holding `binaries`
+/// (the first is the entry point), their libraries, and `files` (this machine's path, and the
+/// same path inside) where this machine has them.
+fn build_context(binaries: &[PathBuf], files: &[&Path]) -> Result<Vec<u8>, DockerError> {
+    let name = |path: &Path| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let entry = binaries.first().map(|b| name(b)).unwrap_or_default();
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(true);
     // The engine does not take GNU sparse entries.
     tar.sparse(false);
     let dockerfile = format!(
-        "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/usr/local/bin/{service}\"]\nLABEL org.opencontainers.image.title=\"gauntlet {service}\"\n"
+        "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/usr/local/bin/{entry}\"]\nLABEL org.opencontainers.image.title=\"gauntlet {entry}\"\n"
     );
     let mut header = tar::Header::new_gnu();
     header.set_size(dockerfile.len() as u64);
@@ -89,13 +92,13 @@ fn build_context(bin_dir: &Path, service: &str) -> Result<Vec<u8>, DockerError> 
     header.set_cksum();
     tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())?;
     let mut libraries = Vec::new();
-    for binary in [service, "healthcheck"] {
-        let path = bin_dir.join(binary);
-        tar.append_path_with_name(&path, format!("rootfs/usr/local/bin/{binary}"))?;
-        libraries.extend(linked_libraries(&path)?);
+    for path in binaries {
+        tar.append_path_with_name(path, format!("rootfs/usr/local/bin/{}", name(path)))?;
+        libraries.extend(linked_libraries(path)?);
     }
     libraries.sort();
     libraries.dedup();
+    libraries.extend(files.iter().filter(|f| f.is_file()).map(|f| f.to_path_buf()));
     for library in libraries {
         let inside = format!("rootfs{}", library.display());
         tar.append_path_with_name(&library, inside)?;
@@ -103,7 +106,34 @@ fn build_context(bin_dir: &Path, service: &str) -> Result<Vec<u8>, DockerError> 
     Ok(tar.into_inner()?)
 }
 
-/// Builds `gauntlet/<service>:local` for each service from the binaries in `bin_dir`.
+/// Builds `image` `FROM scratch` holding `binaries` (the first is its entry point), the shared
+/// libraries they link, and `files` (at the same paths, where this machine has them).
+pub async fn build_image(
+    docker: &Docker,
+    image: &str,
+    binaries: &[PathBuf],
+    files: &[&Path],
+) -> Result<(), DockerError> {
+    let context = build_context(binaries, files)?;
+    let options = BuildImageOptions {
+        dockerfile: "Dockerfile".into(),
+        t: Some(image.to_owned()),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = stream.next().await {
+        let info = step.map_err(|e| DockerError::Build { image: image.to_owned(), message: e.to_string() })?;
+        if let Some(error) = info.error_detail.and_then(|d| d.message) {
+            return Err(DockerError::Build { image: image.to_owned(), message: error });
+        }
+    }
+    Ok(())
+}
+
+/// Builds `gauntlet/<service>:local` for each service from the binaries in `bin_dir` (each with
+/// the health check).
 pub async fn build_images(
     docker: &Docker,
     bin_dir: &Path,
@@ -112,21 +142,7 @@ pub async fn build_images(
     let mut images = BTreeMap::new();
     for service in services {
         let image = format!("gauntlet/{service}:local");
-        let context = build_context(bin_dir, service)?;
-        let options = BuildImageOptions {
-            dockerfile: "Dockerfile".into(),
-            t: Some(image.clone()),
-            rm: true,
-            forcerm: true,
-            ..Default::default()
-        };
-        let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(step) = stream.next().await {
-            let info = step.map_err(|e| DockerError::Build { image: image.clone(), message: e.to_string() })?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(DockerError::Build { image, message: error });
-            }
-        }
+        build_image(docker, &image, &[bin_dir.join(service), bin_dir.join("healthcheck")], &[]).await?;
         images.insert((*service).to_owned(), image);
     }
     Ok(images)

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::RunError;
 use super::audit::AuditStart;
 use super::observing::{all_metrics_urls, build_observer, finish_observing, observe};
 use super::profiles::{self, Profiled};
 use super::sampler::{Sampling, sample_every_second};
+use super::{Conductor, RunError};
 use crate::definition::plan::Plan;
 use crate::deploy::{Endpoints, Provisioned};
 use crate::engine::StartGate;
@@ -84,6 +84,7 @@ impl Alongside {
         stop: &Stop,
         signalled: CancellationToken,
         live: &Live,
+        conductor: Option<Arc<dyn Conductor>>,
     ) -> Result<Self, RunError> {
         let on_signal = {
             let stop = stop.clone();
@@ -143,6 +144,7 @@ impl Alongside {
             judge: LiveJudge::new(&plan.scenario.thresholds, plan.stream_names()),
             stop: stop.clone(),
             live: live.clone(),
+            conductor,
         };
         let sampler = tokio::spawn(sample_every_second(results, sampling, gate.clone(), sampler_done.clone()));
         Ok(Self {

@@ -23,12 +23,17 @@ mod sampler;
 mod summarize;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use crate::definition::plan::Plan;
-use crate::deploy::DeployError;
+use futures::future::BoxFuture;
+
+use crate::definition::plan::{Plan, StreamPlan};
+use crate::deploy::{DeployError, Endpoints};
+use crate::engine::recorder::IntervalSnapshot;
 use crate::engine::stop::{Stop, StopReason};
-use crate::engine::{self, EngineError, EngineOptions};
+use crate::engine::workload::Workload;
+use crate::engine::{self, EngineError, EngineOptions, EngineOutcome, StartGate};
 use crate::live::{Live, RunEnd, RunStart};
 use crate::report::Formats;
 use crate::report::model::CapacityModel;
@@ -61,6 +66,9 @@ pub enum RunError {
     /// A signal (Ctrl-C, SIGTERM) before the load started.
     #[error("interrupted by a signal before the load started")]
     Interrupted,
+    /// A distributed run's coordinator or workers could not agree on the run.
+    #[error("{0}")]
+    Coordination(String),
 }
 
 /// A finished run.
@@ -77,8 +85,69 @@ pub struct RunOutput {
 /// How long before the schedules' start every virtual user is started.
 const LEAD: Duration = Duration::from_millis(200);
 
+/// Where a run's load comes from.
+pub enum Load {
+    /// This process's engine sends all of it.
+    Local,
+    /// This process's engine sends a share of it ([`Plan::segment`]), started and stopped by a
+    /// coordinator (a distributed run's worker).
+    Share(Arc<dyn Conductor>),
+    /// Workers send it; this process merges what they measured (a distributed run's coordinator).
+    Remote(Box<dyn Workers>),
+}
+
+/// A worker's coordinator, as the run sees it.
+pub trait Conductor: Send + Sync {
+    /// Called once this worker is ready to start its users: the instant every worker starts
+    /// the load at, on this machine's clock.
+    fn ready(&self) -> BoxFuture<'_, Result<SystemTime, String>>;
+    /// One second measured (sent on to the coordinator); true once the coordinator asks this
+    /// worker to stop.
+    fn second(&self, second: u64, snapshots: &[IntervalSnapshot]) -> bool;
+}
+
+impl std::fmt::Debug for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Load::Local => "Local",
+            Load::Share(_) => "Share",
+            Load::Remote(_) => "Remote",
+        })
+    }
+}
+
+/// What a coordinator merges the workers' seconds into.
+#[derive(Debug)]
+pub struct Merging {
+    /// The whole plan's streams.
+    pub streams: Vec<StreamPlan>,
+    /// The prepared workload: its users and their tokens are handed out, its recorder receives
+    /// the workers' seconds.
+    pub workload: Arc<Workload>,
+    /// Opened at the workers' common start.
+    pub gate: Arc<StartGate>,
+    /// Stops the workers.
+    pub stop: Stop,
+    /// Where the target is.
+    pub endpoints: Endpoints,
+    /// The results folder being written (the workers' own folders go in it).
+    pub folder: PathBuf,
+}
+
+/// A distributed run's workers, as the coordinator's run sees them: they send the load and
+/// their seconds are merged until every one has finished or been lost.
+pub trait Workers: Send {
+    /// Sends the load through the workers.
+    fn run(self: Box<Self>, merging: Merging) -> BoxFuture<'static, Result<EngineOutcome, EngineError>>;
+}
+
 /// Runs `plan` to the end and writes its results folder, publishing each second to `live`.
 pub async fn execute(plan: Plan, live: &Live) -> Result<RunOutput, RunError> {
+    execute_with(plan, live, Load::Local).await
+}
+
+/// Runs `plan` with the load from `load` (this process, a share of it, or workers elsewhere).
+pub async fn execute_with(plan: Plan, live: &Live, load: Load) -> Result<RunOutput, RunError> {
     let results = ResultsDir::create(&plan.out)?;
     let mut info = RunInfo::start(&plan);
     results.write_json(layout::RUN, &info)?;
@@ -121,18 +190,55 @@ pub async fn execute(plan: Plan, live: &Live) -> Result<RunOutput, RunError> {
     results.write_json(layout::RUN, &info)?;
 
     let stop = Stop::new();
-    let gate = engine::start_gate(&streams, LEAD);
-    let environment = prepared.environment;
-    let alongside =
-        Alongside::start(&plan, environment, &endpoints, &workload, results, targets, &gate, &stop, signalled, live)
-            .await?;
-    let options = EngineOptions {
-        api_url: endpoints.api_url.clone(),
-        lead: LEAD,
-        max_lateness: plan.scenario.max_lateness,
-        stop: stop.clone(),
+    let (gate, lead) = match &load {
+        Load::Share(conductor) => {
+            let at = match conductor.ready().await {
+                Ok(at) => at,
+                Err(why) => {
+                    let error = RunError::Coordination(why);
+                    info.finish(Some(error.to_string()), None, Vec::new());
+                    results.write_json(layout::RUN, &info)?;
+                    results.finish()?;
+                    return Err(error);
+                }
+            };
+            let lead = at.duration_since(SystemTime::now()).unwrap_or_default().max(LEAD);
+            (engine::start_gate_at(&streams, tokio::time::Instant::now() + lead), lead)
+        }
+        _ => (engine::start_gate(&streams, LEAD), LEAD),
     };
-    let outcome = Box::pin(engine::run(streams, workload.clone(), gate, options)).await;
+    let environment = prepared.environment;
+    let conductor = if let Load::Share(conductor) = &load { Some(conductor.clone()) } else { None };
+    let folder = results.partial_path().to_path_buf();
+    let alongside = Alongside::start(
+        &plan,
+        environment,
+        &endpoints,
+        &workload,
+        results,
+        targets,
+        &gate,
+        &stop,
+        signalled,
+        live,
+        conductor,
+    )
+    .await?;
+    let outcome = match load {
+        Load::Remote(workers) => {
+            let merging = Merging { streams, workload: workload.clone(), gate, stop: stop.clone(), endpoints, folder };
+            workers.run(merging).await
+        }
+        Load::Local | Load::Share(_) => {
+            let options = EngineOptions {
+                api_url: endpoints.api_url.clone(),
+                lead,
+                max_lateness: plan.scenario.max_lateness,
+                stop: stop.clone(),
+            };
+            Box::pin(engine::run(streams, workload.clone(), gate, options)).await
+        }
+    };
     let mut findings = alongside.finish(prepared.audit.as_ref(), &workload, &plan, &stop).await?;
 
     let outcome = outcome?;

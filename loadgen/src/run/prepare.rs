@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::RunError;
 use super::audit::AuditStart;
-use crate::definition::plan::{AuthPlan, Plan, Target};
+use crate::definition::plan::{AuthPlan, GivenUsers, Plan, Target};
 use crate::deploy::{Endpoints, ProvisionSettings, Provisioned, heap_sampling};
 use crate::engine::ledger::Ledger;
 use crate::engine::recorder::Recorder;
@@ -35,9 +35,10 @@ pub(super) struct Prepared {
 
 /// Sets up or checks the target and builds the workload.
 pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepared, RunError> {
-    let users = match plan.seed_users {
-        Some(count) => fixtures::generate_users(count, &plan.namespace),
-        None => fixtures::load_users(&plan.users_file)?,
+    let users = match (&plan.given_users, plan.seed_users) {
+        (Some(given), _) => given.users.clone(),
+        (None, Some(count)) => fixtures::generate_users(count, &plan.namespace),
+        (None, None) => fixtures::load_users(&plan.users_file)?,
     };
     let (environment, endpoints, auth) = match &plan.target {
         Target::SelfProvisioned => {
@@ -71,9 +72,13 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
             (Some(env), endpoints, RestAuth::Tokens(Arc::new(minted)))
         }
         Target::External { api_url, grpc_url } => {
-            let auth = match &plan.auth {
-                AuthPlan::TokensFile { path } => RestAuth::Tokens(Arc::new(fixtures::load_tokens(path, &users)?)),
-                _ => RestAuth::MockHeader,
+            let auth = match (&plan.given_users, &plan.auth) {
+                (Some(GivenUsers { tokens: Some(tokens), .. }), _) => RestAuth::Tokens(Arc::new(tokens.clone())),
+                (Some(_), _) => RestAuth::MockHeader,
+                (None, AuthPlan::TokensFile { path }) => {
+                    RestAuth::Tokens(Arc::new(fixtures::load_tokens(path, &users)?))
+                }
+                (None, _) => RestAuth::MockHeader,
             };
             let endpoints = Endpoints {
                 api_url: api_url.clone(),

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Conductor;
 use crate::engine::recorder::{IntervalSnapshot, Recorder};
 use crate::engine::stop::{Stop, StopReason};
 use crate::engine::{self};
@@ -39,6 +40,8 @@ pub(super) struct Sampling {
     pub stop: Stop,
     /// Where each second is published.
     pub live: Live,
+    /// A distributed run's coordinator, sent each second (this process is a worker).
+    pub conductor: Option<Arc<dyn Conductor>>,
 }
 
 /// Every second from the schedules' start: time series, HDR intervals with their true start
@@ -54,8 +57,10 @@ pub(super) async fn sample_every_second(
     if !sampling.quiet {
         eprintln!("gauntlet: every virtual user has started; load begins");
     }
+    // Nothing is taken at the start: the timer wakes a little after it, and what was recorded
+    // in between (arrivals due at the start) belongs to the first second, as it does to the
+    // totals.
     tokio::time::sleep_until(started).await;
-    sampling.recorder.take_intervals(); // nothing before the start belongs to the run
     let mut ticker = tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let scheduled_seconds = sampling.total.as_secs_f64().ceil() as u64;
@@ -79,6 +84,11 @@ pub(super) async fn sample_every_second(
         // Only the seconds of the schedule carry a target (the drain after it carries none).
         let live_targets = if second <= scheduled_seconds { sampling.targets.clone() } else { BTreeMap::new() };
         results.write_interval(&interval, &snapshots, &live_targets)?;
+        if let Some(conductor) = &sampling.conductor
+            && conductor.second(second, &snapshots)
+        {
+            sampling.stop.stop(StopReason::Coordinator);
+        }
         sampling.seconds.push(second_totals(&snapshots));
         if let Some(which) = sampling.judge.second(&snapshots, interval.length.as_secs_f64()) {
             if !sampling.stop.is_stopped() {

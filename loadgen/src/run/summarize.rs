@@ -67,7 +67,8 @@ pub(super) fn summary(
         result.aborted = aborted.as_deref() == Some(&thresholds::label(&result.metric, &result.expression));
     }
     let operations = summary::operations(&totals, &used, &targets, outcome.elapsed);
-    let mut warnings = summary::load_warnings(&operations, &streams);
+    let mut warnings = outcome.notes.clone();
+    warnings.extend(summary::load_warnings(&operations, &streams));
     warnings.extend(digest::warnings(&resources));
     for warning in &warnings {
         eprintln!("gauntlet: {warning}");
