@@ -290,7 +290,7 @@ pub fn baseline(runs: &[RunData], limits: &Limits) -> Doc {
     doc.h2("Charts");
     run_charts(&mut doc, focus);
     if runs.len() > 1 {
-        level_charts(&mut doc, runs);
+        level_charts(&mut doc, runs, limits);
     }
     doc
 }

@@ -6,7 +6,8 @@ use super::format::*;
 use super::markup::{Block, Doc};
 use super::model::CapacityModel;
 use crate::results::read::RunData;
-use crate::verdict::limits::{Limits, max_sustainable};
+use crate::verdict::limits::{Limits, broken_limit, max_sustainable};
+use crate::verdict::scaling::{UslFit, fit_usl};
 
 /// The Capacity Planning Guide.
 pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc {
@@ -59,6 +60,7 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
     for warning in &good.summary.warnings {
         doc.push(Block::Warning(warning.clone()));
     }
+    scalability(&mut doc, runs, limits);
     doc.h2("Load tiers");
     doc.p(format!(
         "Model: {} API requests and {} events per daily active user per day, a peak hour {}× the daily average, \
@@ -154,4 +156,96 @@ fn machine_text(run: &RunData) -> String {
     let cpus = run.run.pointer("/machine/cpus").and_then(serde_json::Value::as_u64).unwrap_or(0);
     let memory = run.run.pointer("/machine/memory_bytes").and_then(serde_json::Value::as_u64).unwrap_or(0);
     format!("{cpus} cores, {:.0} GiB, shared by the services, PostgreSQL and loadgen", memory as f64 / 1_073_741_824.0)
+}
+
+/// The concurrency a level implies (Little's law: achieved rate × mean latency, summed over the
+/// operations) and its throughput.
+fn concurrency_and_throughput(run: &RunData) -> (f64, f64) {
+    let ops = run.summary.operations.values().filter(|o| o.target_rate.is_some());
+    ops.fold((0.0, 0.0), |(n, x), o| (n + o.achieved_rate * o.latency_ms.mean / 1000.0, x + o.achieved_rate))
+}
+
+/// The Universal Scalability Law fitted to the levels that kept the limits, drawn over them,
+/// with how good the fit is and where it puts the peak.
+fn scalability(doc: &mut Doc, runs: &[RunData], limits: &Limits) {
+    doc.h2("Scalability model");
+    let groups = groups(runs);
+    let Some((kind, members)) = groups.iter().max_by_key(|(_, m)| m.len()) else { return };
+    let sustained: Vec<&RunData> =
+        members.iter().copied().filter(|r| broken_limit(&r.summary, limits).is_none()).collect();
+    let points: Vec<(f64, f64)> = sustained.iter().map(|r| concurrency_and_throughput(r)).collect();
+    let Some(fit) = fit_usl(&points) else {
+        doc.p(format!(
+            "The Universal Scalability Law needs at least three levels that kept the limits; the {kind} levels have {}. \
+             Sweep more levels to fit it.",
+            sustained.len()
+        ));
+        return;
+    };
+    let max_n = points.iter().map(|p| p.0).fold(0.0, f64::max);
+    let peak = fit.peak();
+    let reach = peak.map_or(max_n * 2.0, |(n, _)| n.max(max_n) * 1.2).min(max_n * 20.0).max(max_n);
+    let curve: Vec<(f64, f64)> =
+        (0..=60).map(|i| reach * f64::from(i) / 60.0).map(|n| (n, fit.throughput(n))).collect();
+    let mut measured = points.clone();
+    measured.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let series = [
+        super::charts::Series::new("measured (sustained levels)", measured),
+        super::charts::Series::faint("fitted law", curve),
+    ];
+    doc.chart(
+        "usl",
+        "Throughput against concurrency (achieved rate × mean latency): the sustained levels and the fitted law",
+        super::figures::chart(super::charts::line_chart(
+            "Universal Scalability Law",
+            "concurrency N (requests in the system)",
+            "throughput per second",
+            &series,
+        )),
+    );
+    doc.table(
+        &["λ (per unit of concurrency)", "α (contention)", "β (coherency)", "R²", "levels", "peak"],
+        vec![vec![
+            format!("{:.1}/s", fit.lambda),
+            format!("{:.4}", fit.alpha),
+            format!("{:.2e}", fit.beta),
+            format!("{:.3}", fit.r_squared),
+            fit.points.to_string(),
+            peak.map_or("none (β ≈ 0)".into(), |(n, x)| format!("{x:.0}/s at N ≈ {n:.0}")),
+        ]],
+    );
+    doc.p(fit_quality(&fit, max_n, kind));
+}
+
+/// What the fit can be trusted for, in words.
+fn fit_quality(fit: &UslFit, max_n: f64, kind: &str) -> String {
+    let quality = match fit.r_squared {
+        r if r >= 0.98 => "a close fit",
+        r if r >= 0.9 => "a fair fit",
+        _ => "a poor fit: the levels scatter more than the law explains, so read its peak as a rough guide only",
+    };
+    let few = if fit.points < 5 { " With fewer than five levels, α and β are loosely pinned." } else { "" };
+    let peak = match fit.peak() {
+        Some((n, x)) if n <= max_n * 1.5 => {
+            format!(
+                " It puts the peak at {x:.0}/s near the measured range (N ≈ {n:.0}): past it, more load lowers throughput."
+            )
+        }
+        Some((n, x)) => format!(
+            " It puts the peak at {x:.0}/s at N ≈ {n:.0}, {:.0}× beyond the heaviest level measured: an extrapolation.",
+            n / max_n.max(f64::MIN_POSITIVE)
+        ),
+        None if fit.alpha > 1e-3 => format!(
+            " It finds no coherency cost: throughput levels off towards {:.0}/s (λ/α) rather than falling.",
+            fit.lambda / fit.alpha
+        ),
+        None => {
+            " It finds neither contention nor coherency cost within the levels measured: they scale linearly.".into()
+        }
+    };
+    format!(
+        "Fitted to the {} {kind} levels that kept the limits: R² = {:.3}, {quality}.{few}{peak} The replica counts below \
+         assume capacity grows linearly with replicas; a sweep across replica counts would fit the law across them.",
+        fit.points, fit.r_squared
+    )
 }

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use super::charts::{self, Series};
 use super::markup::Doc;
 use crate::results::read::{RunData, by_offered_load};
+use crate::target::operations::Operation;
+use crate::verdict::limits::Limits;
+use crate::verdict::scaling::{LevelPoint, knee};
 
 /// The charts of one run.
 pub fn run_charts(doc: &mut Doc, run: &RunData) {
@@ -107,8 +110,20 @@ pub fn run_charts(doc: &mut Doc, run: &RunData) {
     over_time("buffer", "Event buffer entries waiting to be flushed", "Buffer over time", "entries", &buffer);
 }
 
-/// Latency and throughput against the offered load, across levels.
-pub fn level_charts(doc: &mut Doc, runs: &[RunData]) {
+/// The p95 limit an operation's levels are judged against (none for whole sessions and the
+/// end-to-end probe, whose steps are judged instead).
+pub(super) fn p95_limit(operation: &str, limits: &Limits) -> f64 {
+    match Operation::named(operation) {
+        Some(Operation::EndToEnd | Operation::Session) => f64::INFINITY,
+        Some(op) if op.is_grpc() => limits.event_p95_ms,
+        _ => limits.api_p95_ms,
+    }
+}
+
+/// Latency and throughput against the offered load, across levels, each operation's knee
+/// marked (the first level whose achieved rate fell below 0.95 × offered or whose p95 went over
+/// its limit).
+pub fn level_charts(doc: &mut Doc, runs: &[RunData], limits: &Limits) {
     let ordered = by_offered_load(runs);
     let mut ops: Vec<String> = ordered.iter().flat_map(|r| r.summary.operations.keys().cloned()).collect();
     ops.sort();
@@ -124,14 +139,32 @@ pub fn level_charts(doc: &mut Doc, runs: &[RunData]) {
         if p95.is_empty() {
             continue;
         }
+        let levels: Vec<LevelPoint> = ordered
+            .iter()
+            .filter_map(|r| {
+                let o = r.summary.operations.get(op)?;
+                Some(LevelPoint { offered: o.target_rate?, achieved: o.achieved_rate, p95_ms: o.latency_ms.p95 })
+            })
+            .collect();
+        let knee_at = knee(&levels, p95_limit(op, limits)).map(|i| levels[i].offered);
+        let top = |points: &[(f64, f64)]| points.iter().map(|p| p.1).fold(0.0, f64::max);
+        let achieved = points(&|o| o.achieved_rate);
+        let offered_points = points(&|o| o.target_rate.unwrap_or(0.0));
+        let p99 = points(&|o| o.latency_ms.p99);
+        let (latency_top, throughput_top) = (top(&p95).max(top(&p99)), top(&achieved).max(top(&offered_points)));
         latency.push(Series::new(format!("{op} p95"), p95));
-        latency.push(Series::faint(format!("{op} p99"), points(&|o| o.latency_ms.p99)));
-        throughput.push(Series::new(format!("{op} achieved"), points(&|o| o.achieved_rate)));
-        throughput.push(Series::faint(format!("{op} offered"), points(&|o| o.target_rate.unwrap_or(0.0))));
+        latency.push(Series::faint(format!("{op} p99"), p99));
+        throughput.push(Series::new(format!("{op} achieved"), achieved));
+        throughput.push(Series::faint(format!("{op} offered"), offered_points));
+        if let Some(x) = knee_at {
+            latency.push(Series::faint(format!("{op} knee"), vec![(x, 0.0), (x, latency_top)]));
+            throughput.push(Series::faint(format!("{op} knee"), vec![(x, 0.0), (x, throughput_top)]));
+        }
     }
     doc.chart(
         "levels-latency",
-        "Corrected latency against offered load (the knee is where it turns up)",
+        "Corrected latency against offered load; each knee (a vertical line) is the first level whose achieved rate \
+         fell below 0.95 × offered or whose p95 went over its limit",
         chart(charts::line_chart("Latency vs offered load", "offered per second", "ms", &latency)),
     );
     doc.chart(

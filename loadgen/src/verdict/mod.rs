@@ -8,8 +8,10 @@
 //! - [`live`]: thresholds judged every second during the run, aborting on `abortOnFail`.
 //! - [`limits`]: the limits a sustainable level keeps, the first one broken, the maximum
 //!   sustainable level, the figures of a run's steady part.
+//! - [`scaling`]: the Universal Scalability Law fitted to measured levels, and a sweep's knee.
 
 pub mod limits;
 pub mod live;
+pub mod scaling;
 pub mod source;
 pub mod thresholds;
