@@ -85,6 +85,10 @@ enum Command {
     Coordinate(Box<CoordinateArgs>),
     /// Joins a coordinator and sends its share of the run.
     Worker(WorkerArgs),
+    /// Writes the Kubernetes manifests of a distributed run (the coordinator as a Job and a
+    /// Service, the workers as an Indexed Job) into DIR/gauntlet.yaml; the run's options go
+    /// after `--`.
+    K8s(K8sArgs),
     /// Runs a scenario file, or a built-in scenario by name (db-outage, reward-slow,
     /// reward-failing, scenario1…5).
     Run {
@@ -122,6 +126,38 @@ struct CoordinateArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct K8sArgs {
+    /// The scenario file (YAML; carried in a ConfigMap), or a built-in name.
+    scenario: PathBuf,
+    /// Workers (the Indexed Job's completions).
+    #[arg(long)]
+    workers: u32,
+    /// Where gauntlet.yaml goes.
+    #[arg(long)]
+    out: PathBuf,
+    /// The loadgen image the pods run.
+    #[arg(long, default_value = crate::distributed::swarm::IMAGE)]
+    image: String,
+    /// Each worker's CPU request and limit.
+    #[arg(long, default_value = "1")]
+    worker_cpu: String,
+    /// Each worker's memory request and limit.
+    #[arg(long, default_value = "1Gi")]
+    worker_memory: String,
+    /// The run's options, for the coordinator (`-- --rps 2000 --api-url http://127.0.0.1:8080 …`).
+    #[arg(last = true)]
+    run: Vec<String>,
+}
+
+/// A run's options alone, to check those given to `loadgen k8s`.
+#[derive(Debug, Parser)]
+#[command(name = "coordinate")]
+struct RunOnly {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
 struct WorkerArgs {
     /// The coordinator's URL (as `loadgen coordinate` prints it).
     #[arg(long)]
@@ -135,6 +171,9 @@ struct WorkerArgs {
     /// Serve this worker's own live dashboard on ADDR.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:5665")]
     dashboard: Option<std::net::SocketAddr>,
+    /// The segment to take (a Kubernetes Indexed Job's completion index); default: any free one.
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    segment: Option<u32>,
     /// Pretends this machine's clock is this many ms ahead (for testing the clock check).
     #[arg(long, hide = true, env = "GAUNTLET_TEST_CLOCK_SKEW_MS", default_value_t = 0, allow_hyphen_values = true)]
     test_clock_skew_ms: i64,
@@ -351,6 +390,15 @@ pub fn run(cli: Cli) -> i32 {
         Command::Run { file, args } => (scenario_named(&file), args),
         Command::Coordinate(args) => return coordinate(&args),
         Command::Worker(args) => return worker(args),
+        Command::K8s(args) => {
+            return match kubernetes(&args) {
+                Ok(()) => EXIT_PASSED,
+                Err(e) => {
+                    eprintln!("loadgen: error: {}", describe(&e));
+                    EXIT_INVALID
+                }
+            };
+        }
     };
     let plan =
         match scenario.map_err(anyhow::Error::from).and_then(|s| Plan::new(s, &args).map_err(anyhow::Error::from)) {
@@ -428,6 +476,44 @@ fn coordinate(args: &CoordinateArgs) -> i32 {
     }
 }
 
+/// `loadgen k8s`: the run's options checked as the coordinator will check them, then the
+/// manifests written.
+fn kubernetes(args: &K8sArgs) -> anyhow::Result<()> {
+    use crate::distributed::kubernetes::{Manifests, ScenarioSource};
+    let run = RunOnly::try_parse_from(std::iter::once("coordinate".to_owned()).chain(args.run.iter().cloned()))
+        .map_err(|e| anyhow::anyhow!("the run's options after --: {}", e.render().to_string().trim()))?
+        .run;
+    let plan = Plan::new(scenario_named(&args.scenario)?, &run)?;
+    crate::distributed::coordinator::check_splittable(&plan, args.workers)?;
+    if plan.target == crate::definition::plan::Target::SelfProvisioned {
+        anyhow::bail!(
+            "in a cluster the SUT runs on its own: give the coordinator its URLs after -- (--api-url, --grpc-url)"
+        );
+    }
+    let scenario = if args.scenario.exists() {
+        let name = args.scenario.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(&args.scenario).map_err(|e| anyhow::anyhow!("{}: {e}", args.scenario.display()))?;
+        ScenarioSource::File { name, text }
+    } else {
+        ScenarioSource::Builtin(args.scenario.display().to_string())
+    };
+    let manifests = Manifests {
+        scenario,
+        workers: args.workers,
+        image: args.image.clone(),
+        worker_cpu: args.worker_cpu.clone(),
+        worker_memory: args.worker_memory.clone(),
+        run_args: args.run.clone(),
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    let path = args.out.join("gauntlet.yaml");
+    crate::atomic::write(&path, manifests.to_yaml()?.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    println!("{}", path.display());
+    Ok(())
+}
+
 /// `loadgen worker`: a share of a coordinator's run.
 fn worker(args: WorkerArgs) -> i32 {
     let options = WorkerOptions {
@@ -435,6 +521,7 @@ fn worker(args: WorkerArgs) -> i32 {
         out: args.out,
         connect_timeout: args.connect_timeout,
         clock_skew_ms: args.test_clock_skew_ms,
+        segment: args.segment,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -109,6 +109,12 @@ struct Books {
     folder: Option<PathBuf>,
 }
 
+impl Books {
+    fn worker(&mut self, index: u32) -> Option<&mut WorkerState> {
+        self.workers.iter_mut().find(|w| w.index == index)
+    }
+}
+
 struct Shared {
     count: u32,
     state: Mutex<Books>,
@@ -339,8 +345,10 @@ impl Coordinator {
                     0.0
                 },
             );
-        let notes = notes(&state.workers, self.options.on_worker_loss);
-        write_workers(&merging.folder, &state.workers);
+        let mut workers = state.workers.clone();
+        workers.sort_by_key(|w| w.index);
+        let notes = notes(&workers, self.options.on_worker_loss);
+        write_workers(&merging.folder, &workers);
         Ok(EngineOutcome {
             started: Some(started),
             elapsed: Duration::from_secs_f64(elapsed),
@@ -408,7 +416,7 @@ fn write_workers(folder: &Path, workers: &[WorkerState]) {
 }
 
 /// Refuses a plan that can't be split into `workers` shares.
-fn check_splittable(plan: &Plan, workers: u32) -> Result<(), CoordinateError> {
+pub fn check_splittable(plan: &Plan, workers: u32) -> Result<(), CoordinateError> {
     if workers == 0 {
         return Err(CoordinateError::Plan("--workers must be at least 1".into()));
     }
@@ -441,13 +449,23 @@ fn refused(status: StatusCode, message: impl Into<String>) -> Response {
 async fn join(State(shared): State<Arc<Shared>>, axum::Json(join): axum::Json<Join>) -> Response {
     let index = {
         let mut state = shared.lock();
-        if state.workers.len() >= shared.count as usize {
-            return refused(StatusCode::CONFLICT, format!("this run already has its {} workers", shared.count));
-        }
         if let Some(failed) = &state.failed {
             return refused(StatusCode::SERVICE_UNAVAILABLE, failed.clone());
         }
-        let index = state.workers.len() as u32;
+        let taken = |i: u32| state.workers.iter().any(|w| w.index == i);
+        let index = match join.index {
+            Some(i) if i >= shared.count => {
+                return refused(StatusCode::BAD_REQUEST, format!("segment {i} of a run of {} workers", shared.count));
+            }
+            Some(i) if taken(i) => return refused(StatusCode::CONFLICT, format!("segment {i} is taken")),
+            Some(i) => i,
+            None => match (0..shared.count).find(|i| !taken(*i)) {
+                Some(i) => i,
+                None => {
+                    return refused(StatusCode::CONFLICT, format!("this run already has its {} workers", shared.count));
+                }
+            },
+        };
         state.workers.push(WorkerState {
             index,
             host: join.host,
@@ -473,7 +491,9 @@ async fn join(State(shared): State<Arc<Shared>>, axum::Json(join): axum::Json<Jo
                 return Some(Err(failed.clone()));
             }
             let assignment = state.assignments.as_ref()?.get(index as usize)?.clone();
-            state.workers[index as usize].users = assignment.users.len();
+            if let Some(worker) = state.worker(index) {
+                worker.users = assignment.users.len();
+            }
             Some(Ok(assignment))
         })
         .await;
@@ -490,7 +510,7 @@ async fn clock() -> axum::Json<Clock> {
 async fn ready(State(shared): State<Arc<Shared>>, axum::Json(ready): axum::Json<Ready>) -> Response {
     {
         let mut state = shared.lock();
-        let Some(worker) = state.workers.get_mut(ready.worker as usize) else {
+        let Some(worker) = state.worker(ready.worker) else {
             return refused(StatusCode::BAD_REQUEST, format!("no worker {}", ready.worker));
         };
         worker.clock_offset_ms = Some(ready.clock_offset_us as f64 / 1000.0);
@@ -526,7 +546,7 @@ async fn second(State(shared): State<Arc<Shared>>, axum::Json(report): axum::Jso
         return refused(StatusCode::CONFLICT, "the run has not started");
     };
     let stop = state.stop;
-    let Some(worker) = state.workers.get_mut(report.worker as usize) else {
+    let Some(worker) = state.worker(report.worker) else {
         return refused(StatusCode::BAD_REQUEST, format!("no worker {}", report.worker));
     };
     if worker.lost.is_some() {
@@ -551,7 +571,7 @@ async fn done(State(shared): State<Arc<Shared>>, axum::Json(done): axum::Json<Do
         let mut state = shared.lock();
         let recorder = state.recorder.clone();
         let stop = state.stop;
-        let Some(worker) = state.workers.get_mut(done.worker as usize) else {
+        let Some(worker) = state.worker(done.worker) else {
             return refused(StatusCode::BAD_REQUEST, format!("no worker {}", done.worker));
         };
         if let Some(recorder) = &recorder {
@@ -581,7 +601,7 @@ async fn folder(State(shared): State<Arc<Shared>>, UrlPath(worker): UrlPath<u32>
     match unpacked {
         Ok(Ok(into)) => {
             let mut state = shared.lock();
-            if let Some(w) = state.workers.get_mut(worker as usize) {
+            if let Some(w) = state.worker(worker) {
                 w.folder = Some(into.display().to_string());
             }
             StatusCode::NO_CONTENT.into_response()

@@ -15,8 +15,10 @@
 //!   workers noticed, clocks compared.
 //! - [`worker`]: a share joined, run, streamed, and its folder handed over.
 //! - [`swarm`]: the workers as a Docker Swarm service of the loadgen image.
+//! - [`kubernetes`]: the manifests of a distributed run on Kubernetes (an Indexed Job of workers).
 
 pub mod coordinator;
+pub mod kubernetes;
 pub mod swarm;
 pub mod wire;
 pub mod worker;

@@ -40,6 +40,9 @@ pub struct Join {
     pub host: String,
     /// Its process id.
     pub pid: u32,
+    /// The segment it asks for (a Kubernetes Indexed Job's completion index), or any free one.
+    #[serde(default)]
+    pub index: Option<u32>,
 }
 
 /// A worker's share of the run: everything it needs to run it, so a worker needs no files.

@@ -30,6 +30,8 @@ pub struct WorkerOptions {
     pub connect_timeout: Duration,
     /// Pretend this machine's clock is this far ahead (ms; tests of the clock check).
     pub clock_skew_ms: i64,
+    /// The segment to ask for (None: any free one).
+    pub segment: Option<u32>,
 }
 
 /// Why a worker could not do its share.
@@ -106,7 +108,7 @@ pub async fn work(options: &WorkerOptions, live: &Live) -> Result<RunOutput, Wor
     let refused = |message: String| WorkError::Coordinator { url: base.clone(), message };
     let client = reqwest::Client::builder().build().map_err(|e| refused(e.to_string()))?;
     let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
-    let join = Join { host, pid: std::process::id() };
+    let join = Join { host, pid: std::process::id(), index: options.segment };
 
     // The coordinator may still be starting: keep trying for a while.
     let deadline = tokio::time::Instant::now() + options.connect_timeout;
