@@ -432,13 +432,16 @@ fn coordinate(args: &CoordinateArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    // Each worker's ledger of what it sent stays on its machine: no audit across them yet.
-    plan.audit_users = 0;
+    let notes: Vec<String> = crate::distributed::coordinator::without_audit(&mut plan).into_iter().collect();
+    for note in &notes {
+        eprintln!("gauntlet: {note}");
+    }
     let options = CoordinatorOptions {
         workers: args.workers,
         listen: args.listen,
         on_worker_loss: args.on_worker_loss,
         join_timeout: args.join_timeout,
+        notes,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -529,6 +532,12 @@ fn worker(args: WorkerArgs) -> i32 {
     };
     let work = |live: Live| async move { crate::distributed::worker::work(&options, &live).await };
     match runtime.block_on(watched(args.dashboard, std::time::Duration::ZERO, work)) {
+        // The verdict is the coordinator's: a worker that sent its share to the end succeeded.
+        Ok(Ok(output)) if output.stopped.is_none() => {
+            println!("{}", terminal::summary_table(&output.summary));
+            println!("results: {}", output.folder.display());
+            EXIT_PASSED
+        }
         Ok(Ok(output)) => ended(Ok(output)),
         Ok(Err(WorkError::Run(e))) => ended(Err(e)),
         Ok(Err(e)) => failed(&e.into()),

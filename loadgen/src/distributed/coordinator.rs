@@ -53,6 +53,8 @@ pub struct CoordinatorOptions {
     pub on_worker_loss: OnWorkerLoss,
     /// How long to wait for every worker to join and be ready.
     pub join_timeout: Duration,
+    /// What the summary should say of the run's set-up (thresholds left out).
+    pub notes: Vec<String>,
 }
 
 /// Nothing from a worker for this long while its schedule runs: it is lost.
@@ -202,8 +204,8 @@ impl Coordinator {
             self.shared.lock().failed = Some(e.to_string());
             self.shared.changed();
         }
-        // Late workers are answered before the server goes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every worker has said it is done or is lost: the server ends once the requests it
+        // is answering are answered.
         self.server_stop.cancel();
         outcome
     }
@@ -347,7 +349,8 @@ impl Coordinator {
             );
         let mut workers = state.workers.clone();
         workers.sort_by_key(|w| w.index);
-        let notes = notes(&workers, self.options.on_worker_loss);
+        let mut notes = self.options.notes.clone();
+        notes.extend(self::notes(&workers, self.options.on_worker_loss));
         write_workers(&merging.folder, &workers);
         Ok(EngineOutcome {
             started: Some(started),
@@ -413,6 +416,25 @@ fn write_workers(folder: &Path, workers: &[WorkerState]) {
     if let Err(e) = written {
         eprintln!("gauntlet: {}: {e}", path.display());
     }
+}
+
+/// A distributed run audits nothing (what each worker sent to the audited users stays on its
+/// machine): the audit and the integrity thresholds are taken out of `plan`; the note says which.
+pub fn without_audit(plan: &mut Plan) -> Option<String> {
+    plan.audit_users = 0;
+    let audited = crate::integrity::Integrity::default().counts().map(|(name, _)| name);
+    let removed: Vec<String> = plan
+        .scenario
+        .thresholds
+        .keys()
+        .filter(|key| audited.contains(&key.split('{').next().unwrap_or(key)))
+        .cloned()
+        .collect();
+    for key in &removed {
+        plan.scenario.thresholds.remove(key);
+    }
+    (!removed.is_empty())
+        .then(|| format!("not judged: {} (distributed runs do not run the integrity audit)", removed.join(", ")))
 }
 
 /// Refuses a plan that can't be split into `workers` shares.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +86,7 @@ impl Alongside {
         signalled: CancellationToken,
         live: &Live,
         conductor: Option<Arc<dyn Conductor>>,
+        lag: Duration,
     ) -> Result<Self, RunError> {
         let on_signal = {
             let stop = stop.clone();
@@ -145,6 +147,7 @@ impl Alongside {
             stop: stop.clone(),
             live: live.clone(),
             conductor,
+            lag,
         };
         let sampler = tokio::spawn(sample_every_second(results, sampling, gate.clone(), sampler_done.clone()));
         Ok(Self {

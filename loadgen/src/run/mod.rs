@@ -85,6 +85,10 @@ pub struct RunOutput {
 /// How long before the schedules' start every virtual user is started.
 const LEAD: Duration = Duration::from_millis(200);
 
+/// How long after each second's end a coordinator takes it: its workers take theirs at the
+/// second's end and send it at once.
+const REMOTE_LAG: Duration = Duration::from_millis(500);
+
 /// Where a run's load comes from.
 pub enum Load {
     /// This process's engine sends all of it.
@@ -222,6 +226,7 @@ pub async fn execute_with(plan: Plan, live: &Live, load: Load) -> Result<RunOutp
         signalled,
         live,
         conductor,
+        if matches!(load, Load::Remote(_)) { REMOTE_LAG } else { Duration::ZERO },
     )
     .await?;
     let outcome = match load {

@@ -42,6 +42,9 @@ pub(super) struct Sampling {
     pub live: Live,
     /// A distributed run's coordinator, sent each second (this process is a worker).
     pub conductor: Option<Arc<dyn Conductor>>,
+    /// How long after each second's end it is taken: a coordinator waits for its workers'
+    /// seconds to arrive (they take theirs at the second's end).
+    pub lag: Duration,
 }
 
 /// Every second from the schedules' start: time series, HDR intervals with their true start
@@ -61,10 +64,12 @@ pub(super) async fn sample_every_second(
     // in between (arrivals due at the start) belongs to the first second, as it does to the
     // totals.
     tokio::time::sleep_until(started).await;
-    let mut ticker = tokio::time::interval_at(started + Duration::from_secs(1), Duration::from_secs(1));
+    // Seconds are counted from the start, and taken `lag` after their end.
+    let counted_from = started + sampling.lag;
+    let mut ticker = tokio::time::interval_at(counted_from + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let scheduled_seconds = sampling.total.as_secs_f64().ceil() as u64;
-    let (mut second, mut previous) = (0u64, started);
+    let (mut second, mut previous) = (0u64, counted_from);
     let in_place = std::io::stderr().is_terminal();
     let mut drawn = 0;
     loop {
@@ -77,7 +82,7 @@ pub(super) async fn sample_every_second(
         let snapshots = sampling.recorder.take_intervals();
         let interval = Interval {
             second,
-            start: previous.saturating_duration_since(started),
+            start: previous.saturating_duration_since(counted_from),
             length: now.saturating_duration_since(previous),
         };
         previous = now;
