@@ -364,9 +364,10 @@ impl RateCurve {
     /// Arrivals in the whole curve (the integral, rounded down; a Poisson curve's own count), or
     /// in its share.
     pub fn total_arrivals(&self) -> u64 {
+        // Of the whole's arrivals 0..W, those numbered index, index + count, …: ⌈(W − index) / count⌉.
         let (whole, index, count) =
             (self.whole_total(), u64::from(self.stride.index), u64::from(self.stride.count.max(1)));
-        (whole + count - 1 - index.min(count - 1)) / count
+        whole.saturating_sub(index).div_ceil(count)
     }
 
     /// Arrivals due by `t` (the integral up to `t`).
@@ -407,6 +408,23 @@ impl RateCurve {
 
 #[cfg(test)]
 mod tests {
+    use crate::definition::plan::Segment;
+
+    #[test]
+    fn striped_shares_add_up_to_the_whole_and_interleave() {
+        let whole = RateCurve::new(1000.0, &[Stage { target: 1000.0, duration: Duration::from_secs(10) }]);
+        let shares: Vec<RateCurve> = (0..3).map(|index| whole.clone().striped(Segment { index, count: 3 })).collect();
+        assert_eq!(shares.iter().map(RateCurve::total_arrivals).sum::<u64>(), whole.total_arrivals());
+        assert_eq!(shares.iter().map(RateCurve::total_arrivals).collect::<Vec<_>>(), [3334, 3333, 3333]);
+        for k in [0u64, 1, 500, 3332] {
+            for (index, share) in shares.iter().enumerate() {
+                assert_eq!(share.time_of(k), whole.time_of(k * 3 + index as u64), "arrival {k} of share {index}");
+            }
+        }
+        let huge = RateCurve::new(1e300, &[Stage { target: 1e300, duration: Duration::from_secs(10) }]);
+        assert_eq!(huge.clone().striped(Segment { index: 1, count: 2 }).total_arrivals(), u64::MAX / 2);
+    }
+
     use super::*;
 
     fn stage(target: f64, secs: u64) -> Stage {
