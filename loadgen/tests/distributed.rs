@@ -20,16 +20,28 @@ use loadgen::results::{layout, read_hdr_log};
 use support::process::Loadgen;
 use support::{SlowEndpoint, Stall, rest_server};
 
+/// One test at a time: each runs several generator processes, and the comparison of percentiles
+/// must not measure the other tests' load on this machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The operation the scenarios send.
 const GET: &str = "GET /v1/challenges";
 
 /// A scenario of one open stream of GETs at `rate` for `seconds`.
 fn scenario(dir: &Path, rate: u32, seconds: u32, max_vus: u32) -> PathBuf {
+    scenario_with(dir, rate, seconds, max_vus, "")
+}
+
+/// The same with `thresholds` (YAML lines under `thresholds:`).
+fn scenario_with(dir: &Path, rate: u32, seconds: u32, max_vus: u32, thresholds: &str) -> PathBuf {
     let path = dir.join("spread.yaml");
-    let text = format!(
+    let mut text = format!(
         "name: spread\nduration: {seconds}s\nstreams:\n  api:\n    executor: constant-arrival-rate\n    rate: {rate}\n    \
          max_vus: {max_vus}\n    operations: {{get_challenges: 1}}\n"
     );
+    if !thresholds.is_empty() {
+        text.push_str(&format!("thresholds:\n{thresholds}\n"));
+    }
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -58,6 +70,7 @@ fn counts(h: &Histogram<u64>) -> BTreeMap<u64, u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_workers_tell_what_one_process_tells_and_merge_count_for_count() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     // A 200 ms answer: five loadgen processes (debug builds) share this 2-core machine with the
     // target, and their scheduling jitter (a few ms at p99) must stay small beside the latency
     // measured for a 5% comparison to judge the harness rather than the machine (with a 50 ms
@@ -195,6 +208,7 @@ async fn four_workers_tell_what_one_process_tells_and_merge_count_for_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_dies_is_reported_with_the_second_it_stopped() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let url = rest_server(SlowEndpoint::new(Duration::from_millis(5), Stall::none())).await;
     let dir = tempfile::tempdir().unwrap();
     let file = scenario(dir.path(), 200, 20, 50);
@@ -258,6 +272,47 @@ async fn a_worker_that_dies_is_reported_with_the_second_it_stopped() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_on_fail_threshold_judged_on_the_merged_seconds_stops_every_worker() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Every request takes 100 ms: `p(95)<50` is broken from the first response; it may abort
+    // once 2 s of load have run.
+    let url = rest_server(SlowEndpoint::new(Duration::from_millis(100), Stall::none())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let thresholds = "  http_req_duration: [{threshold: 'p(95)<50', abortOnFail: true, delayAbortEval: 2s}]";
+    let file = scenario_with(dir.path(), 100, 30, 40, thresholds);
+    let out = dir.path().join("aborted");
+    let (code, stderr, workers) = tokio::task::spawn_blocking({
+        let out = out.clone();
+        move || {
+            let args = ["coordinate", file.to_str().unwrap(), "--workers", "2", "--listen", "127.0.0.1:0"];
+            let rest = ["--api-url", &url, "--mock-auth", "--out", out.to_str().unwrap()];
+            let mut coordinator = Loadgen::start(&[&args[..], &rest[..]].concat(), &[]);
+            let at = coordinator.url_after("coordinator listening at");
+            let workers: Vec<Loadgen> = (0..2)
+                .map(|i| {
+                    let folder = out.with_extension(format!("w{i}"));
+                    Loadgen::start(&["worker", "--coordinator", &at, "--out", folder.to_str().unwrap()], &[])
+                })
+                .collect();
+            let (code, stderr) = coordinator.finish_within(Duration::from_secs(120));
+            let workers: Vec<(i32, String)> =
+                workers.into_iter().map(|w| w.finish_within(Duration::from_secs(60))).collect();
+            (code, stderr, workers)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 99, "{stderr}");
+    let merged = summary(&out);
+    assert_eq!(merged.aborted.as_deref(), Some("http_req_duration p(95)<50"), "{:?}", merged.aborted);
+    assert!(merged.duration_s < 8.0, "stopped soon after the 2 s delay: {} s", merged.duration_s);
+    for (code, stderr) in workers {
+        assert_eq!(code, 105, "a worker stopped by its coordinator: {stderr}");
+        assert!(stderr.contains("stopped by the coordinator"), "{stderr}");
+    }
+}
+
 /// Leaves Swarm mode on drop if the test turned it on.
 struct SwarmMode {
     initialised: bool,
@@ -286,6 +341,7 @@ impl Drop for SwarmMode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_and_four_workers_run_as_a_swarm_service() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let _swarm = SwarmMode::on();
     let url = rest_server(SlowEndpoint::new(Duration::from_millis(5), Stall::none())).await;
     let dir = tempfile::tempdir().unwrap();

@@ -227,7 +227,12 @@ async fn measure_clock(client: &reqwest::Client, base: &str, skew_us: i64) -> Re
 }
 
 /// The worker's own plan: its share of the coordinator's, against the coordinator's target.
-fn share_plan(assignment: Assignment, out: Option<PathBuf>) -> Plan {
+/// Its thresholds are judged over its share in its own folder, but abort nothing: the
+/// coordinator judges the merged run and stops every worker.
+fn share_plan(mut assignment: Assignment, out: Option<PathBuf>) -> Plan {
+    for expression in assignment.scenario.thresholds.values_mut().flatten() {
+        expression.abort_on_fail = false;
+    }
     let root = crate::definition::plan::workspace_root();
     let name = format!("{}-worker{}", assignment.scenario.name, assignment.segment.index);
     let out = out.unwrap_or_else(|| crate::definition::plan::default_results_path(&root.join("results"), &name));
