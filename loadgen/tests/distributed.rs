@@ -46,6 +46,25 @@ fn scenario_with(dir: &Path, rate: u32, seconds: u32, max_vus: u32, thresholds: 
     path
 }
 
+/// `loadgen coordinate FILE --workers N` on a free port against `url`, writing to `out`, with
+/// `extra` options.
+fn coordinate(file: &Path, workers: u32, url: &str, out: &Path, extra: &[&str]) -> Loadgen {
+    let workers = workers.to_string();
+    let (file, out) = (file.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["coordinate", file, "--workers", &workers, "--listen", "127.0.0.1:0", "--api-url", url, "--mock-auth"];
+    Loadgen::start(&[&args[..], &["--out", out], extra].concat(), &[])
+}
+
+/// `n` workers of the coordinator at `at`, worker i writing to `out.w<i>`.
+fn workers_of(at: &str, n: u32, out: &Path) -> Vec<Loadgen> {
+    (0..n)
+        .map(|i| {
+            let folder = out.with_extension(format!("w{i}"));
+            Loadgen::start(&["worker", "--coordinator", at, "--out", folder.to_str().unwrap()], &[])
+        })
+        .collect()
+}
+
 /// A GET from a blocking thread of the test's runtime.
 fn get(url: &str) -> String {
     tokio::runtime::Handle::current().block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
@@ -83,24 +102,8 @@ async fn four_workers_tell_what_one_process_tells_and_merge_count_for_count() {
         let (url, file, root) = (url.clone(), file.clone(), root.clone());
         move || {
             let merged = root.join("merged");
-            let args = [
-                "coordinate",
-                file.to_str().unwrap(),
-                "--workers",
-                "4",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-url",
-                &url,
-                "--mock-auth",
-                "--out",
-                merged.to_str().unwrap(),
-                "--dashboard",
-                "127.0.0.1:0",
-                "--dashboard-hold",
-                "2m",
-            ];
-            let mut coordinator = Loadgen::start(&args, &[]);
+            let dashboard = ["--dashboard", "127.0.0.1:0", "--dashboard-hold", "2m"];
+            let mut coordinator = coordinate(&file, 4, &url, &merged, &dashboard);
             let dashboard = coordinator.url_after("live dashboard at");
             let at = coordinator.url_after("coordinator listening at");
             let workers: Vec<Loadgen> = (0..4)
@@ -217,29 +220,9 @@ async fn a_worker_that_dies_is_reported_with_the_second_it_stopped() {
         let (code, stderr, survivor) = tokio::task::spawn_blocking({
             let (url, file, out) = (url.clone(), file.clone(), out.clone());
             move || {
-                let args = [
-                    "coordinate",
-                    file.to_str().unwrap(),
-                    "--workers",
-                    "2",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--api-url",
-                    &url,
-                    "--mock-auth",
-                    "--on-worker-loss",
-                    policy,
-                    "--out",
-                    out.to_str().unwrap(),
-                ];
-                let mut coordinator = Loadgen::start(&args, &[]);
+                let mut coordinator = coordinate(&file, 2, &url, &out, &["--on-worker-loss", policy]);
                 let at = coordinator.url_after("coordinator listening at");
-                let workers: Vec<Loadgen> = (0..2)
-                    .map(|i| {
-                        let folder = out.with_extension(format!("w{i}"));
-                        Loadgen::start(&["worker", "--coordinator", &at, "--out", folder.to_str().unwrap()], &[])
-                    })
-                    .collect();
+                let workers = workers_of(&at, 2, &out);
                 coordinator.wait_for_within("[   4s/20s]", Duration::from_secs(120));
                 let mut workers = workers.into_iter();
                 let (first, second) = (workers.next().unwrap(), workers.next().unwrap());
@@ -285,16 +268,9 @@ async fn an_abort_on_fail_threshold_judged_on_the_merged_seconds_stops_every_wor
     let (code, stderr, workers) = tokio::task::spawn_blocking({
         let out = out.clone();
         move || {
-            let args = ["coordinate", file.to_str().unwrap(), "--workers", "2", "--listen", "127.0.0.1:0"];
-            let rest = ["--api-url", &url, "--mock-auth", "--out", out.to_str().unwrap()];
-            let mut coordinator = Loadgen::start(&[&args[..], &rest[..]].concat(), &[]);
+            let mut coordinator = coordinate(&file, 2, &url, &out, &[]);
             let at = coordinator.url_after("coordinator listening at");
-            let workers: Vec<Loadgen> = (0..2)
-                .map(|i| {
-                    let folder = out.with_extension(format!("w{i}"));
-                    Loadgen::start(&["worker", "--coordinator", &at, "--out", folder.to_str().unwrap()], &[])
-                })
-                .collect();
+            let workers = workers_of(&at, 2, &out);
             let (code, stderr) = coordinator.finish_within(Duration::from_secs(120));
             let workers: Vec<(i32, String)> =
                 workers.into_iter().map(|w| w.finish_within(Duration::from_secs(60))).collect();
@@ -350,23 +326,8 @@ async fn a_coordinator_and_four_workers_run_as_a_swarm_service() {
     let (code, stderr) = tokio::task::spawn_blocking({
         let (file, out) = (file.clone(), out.clone());
         move || {
-            let args = [
-                "coordinate",
-                file.to_str().unwrap(),
-                "--workers",
-                "4",
-                "--swarm",
-                "--worker-cpus",
-                "0.5",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-url",
-                &url,
-                "--mock-auth",
-                "--out",
-                out.to_str().unwrap(),
-            ];
-            Loadgen::start(&args, &[]).finish_within(Duration::from_secs(600))
+            coordinate(&file, 4, &url, &out, &["--swarm", "--worker-cpus", "0.5"])
+                .finish_within(Duration::from_secs(600))
         }
     })
     .await

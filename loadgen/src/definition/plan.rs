@@ -147,11 +147,6 @@ impl Segment {
     /// The whole run.
     pub const WHOLE: Segment = Segment { index: 0, count: 1 };
 
-    /// True for the whole run.
-    pub fn is_whole(&self) -> bool {
-        self.count <= 1
-    }
-
     /// This share of `total` things: the shares of every index add up to `total`, and differ by
     /// at most one.
     pub fn share(&self, total: u64) -> u64 {

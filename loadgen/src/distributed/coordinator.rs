@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{Assignment, Clock, Done, Join, Ready, Reply, SecondReport, Start, route};
+use super::wire::{Assignment, Clock, Done, Join, Ready, Reply, SecondReport, Start, route, unix_us};
 use crate::definition::plan::{Plan, Segment};
 use crate::engine::http::RestAuth;
 use crate::engine::recorder::Recorder;
@@ -457,10 +457,6 @@ pub fn check_splittable(plan: &Plan, workers: u32) -> Result<(), CoordinateError
         }
     }
     Ok(())
-}
-
-fn unix_us(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// A refusal, with a message naming what was wrong.

@@ -179,6 +179,11 @@ pub struct WireArrivals {
     pub unserved: String,
 }
 
+/// Microseconds since the Unix epoch (the clock both sides speak in).
+pub fn unix_us(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 /// A histogram as compressed V2, base64.
 pub fn encode(histogram: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();

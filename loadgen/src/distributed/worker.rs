@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::wire::{Assignment, Clock, Done, Join, Ready, Reply, SecondReport, Start, WireSnapshot, route};
+use super::wire::{Assignment, Clock, Done, Join, Ready, Reply, SecondReport, Start, WireSnapshot, route, unix_us};
 use crate::definition::options::Deploy;
 use crate::definition::plan::{AuthPlan, GivenUsers, ObserveTargets, Plan, Target};
 use crate::engine::recorder::IntervalSnapshot;
@@ -81,10 +81,6 @@ impl Conductor for Link {
         let _ = self.seconds.send(SecondReport { worker: self.worker, second, snapshots: snapshots.collect() });
         self.stop.load(Ordering::Relaxed)
     }
-}
-
-fn unix_us(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 async fn post<T: serde::Serialize, R: serde::de::DeserializeOwned>(

@@ -180,13 +180,8 @@ pub async fn execute_with(plan: Plan, live: &Live, load: Load) -> Result<RunOutp
     let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(error) => {
-            info.finish(Some(error.to_string()), None, Vec::new());
-            results.write_json(layout::RUN, &info)?;
-            let folder = results.finish()?;
             let what = if matches!(error, RunError::Interrupted) { "setup interrupted" } else { "setup failed" };
-            eprintln!("gauntlet: {what}; logs are in {}", folder.display());
-            publish_end(live, &folder, false, Some(format!("{what}: {error}")));
-            return Err(error);
+            return Err(abandon(info, results, live, what, error)?);
         }
     };
     let (workload, endpoints) = (prepared.workload, prepared.endpoints);
@@ -198,13 +193,7 @@ pub async fn execute_with(plan: Plan, live: &Live, load: Load) -> Result<RunOutp
         Load::Share(conductor) => {
             let at = match conductor.ready().await {
                 Ok(at) => at,
-                Err(why) => {
-                    let error = RunError::Coordination(why);
-                    info.finish(Some(error.to_string()), None, Vec::new());
-                    results.write_json(layout::RUN, &info)?;
-                    results.finish()?;
-                    return Err(error);
-                }
+                Err(why) => return Err(abandon(info, results, live, "start refused", RunError::Coordination(why))?),
             };
             let lead = at.duration_since(SystemTime::now()).unwrap_or_default().max(LEAD);
             (engine::start_gate_at(&streams, tokio::time::Instant::now() + lead), lead)
@@ -257,6 +246,24 @@ pub async fn execute_with(plan: Plan, live: &Live, load: Load) -> Result<RunOutp
     let folder = results.finish()?;
     publish_end(live, &folder, summary.passed, summary.interrupted.clone());
     Ok(RunOutput { summary, folder, stopped })
+}
+
+/// A run given up before its load (`what` happened, for `error`): `run.json` says why, the
+/// folder is completed and the live record told; the error to return, unless the folder itself
+/// could not be written.
+fn abandon(
+    mut info: RunInfo,
+    results: ResultsDir,
+    live: &Live,
+    what: &str,
+    error: RunError,
+) -> Result<RunError, RunError> {
+    info.finish(Some(error.to_string()), None, Vec::new());
+    results.write_json(layout::RUN, &info)?;
+    let folder = results.finish()?;
+    eprintln!("gauntlet: {what}; logs are in {}", folder.display());
+    publish_end(live, &folder, false, Some(format!("{what}: {error}")));
+    Ok(error)
 }
 
 /// Tells the live record how the run ended, linking its reports (served from now on).
