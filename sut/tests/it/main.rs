@@ -25,6 +25,7 @@ mod events;
 mod flush;
 mod helpers;
 mod proxy;
+mod replicas;
 mod reward;
 mod seed;
 mod server;

@@ -7,6 +7,12 @@
 //! one upsert, a `user_goal_progress` row per newly completed goal (`ON CONFLICT DO NOTHING`). It
 //! never updates a goal row, so it never waits on a claim holding one locked.
 //!
+//! Rows that do not exist yet cannot be locked: with several event handler replicas on one
+//! database, two flushes can both find a new user's row missing. So new rows are inserted apart
+//! (`ON CONFLICT DO NOTHING RETURNING`, in key order), and a key another flush inserted meanwhile
+//! is locked then and written on top of what that flush committed: no event is counted from a
+//! state that was not the row's.
+//!
 //! Reads merge the two: a `claimed` goal row is frozen; a `completed` row gives the status and
 //! `completed_at` while progress keeps following the source; other goals are derived from their
 //! source alone.
@@ -15,7 +21,7 @@
 //! counted before it existed), so it may show as completed at once; it then has no goal row
 //! until it is claimed, and its `completedAt` shows the source's latest event until then.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -54,6 +60,16 @@ pub const UPSERT_STATS_SQL: &str = "INSERT INTO user_stat_progress \
         latest_value = EXCLUDED.latest_value, max_value = EXCLUDED.max_value, total = EXCLUDED.total, \
         day_count = EXCLUDED.day_count, last_day = EXCLUDED.last_day, updated_at = EXCLUDED.updated_at";
 
+/// Inserts the rows of keys that had none when the batch locked its rows (same parameters as
+/// [`UPSERT_STATS_SQL`]); returns the keys it inserted. A key another flush inserted meanwhile
+/// is skipped (after waiting for that flush to commit) and written on top of by the upsert.
+const INSERT_NEW_STATS_SQL: &str = "INSERT INTO user_stat_progress \
+        (user_id, stat_code, namespace, latest_value, max_value, total, day_count, last_day, first_event_at, updated_at) \
+     SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int4[], $5::int4[], $6::int8[], \
+                          $7::int4[], $8::date[], $9::timestamp[], $10::timestamp[]) \
+     ON CONFLICT (user_id, stat_code) DO NOTHING \
+     RETURNING user_id, stat_code";
+
 /// Records goals completed by a batch (or found completed by a claim).
 const COMPLETE_GOALS_SQL: &str = "INSERT INTO user_goal_progress \
         (user_id, goal_id, challenge_id, namespace, progress, status, completed_at, created_at, updated_at) \
@@ -70,10 +86,109 @@ pub const USER_READ_SQL: &str = "SELECT 0::int2 AS kind, stat_code AS id, latest
      SELECT 1::int2, goal_id, progress, NULL, NULL, NULL, NULL, status, completed_at, claimed_at \
      FROM user_goal_progress WHERE user_id = $1";
 
+/// A stat row's key: (user, stat code).
+type StatKey = (String, String);
+
+/// An entry written: its row's state before (None: no row) and after.
+type Written<'a> = (&'a Entry<StatDelta>, Option<StatState>, StatState);
+
 impl PerStatStore {
     /// A store on `pool` for the goals of `config`.
     pub fn new(pool: PgPool, config: Arc<ChallengeConfig>) -> Self {
         Self { pool, config }
+    }
+
+    fn code(&self, entry: &Entry<StatDelta>) -> &str {
+        &self.config.sources()[entry.key as usize].stat_code
+    }
+
+    fn key(&self, entry: &Entry<StatDelta>) -> StatKey {
+        (entry.user_id.to_string(), self.code(entry).to_owned())
+    }
+
+    /// Locks the rows of `entries` that exist, in key order, and reads their state.
+    async fn lock(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        entries: &[&Entry<StatDelta>],
+    ) -> Result<HashMap<StatKey, StatState>, StoreError> {
+        let users: Vec<&str> = entries.iter().map(|e| &*e.user_id).collect();
+        let codes: Vec<&str> = entries.iter().map(|e| self.code(e)).collect();
+        let locked = sqlx::query(LOCK_STATS_SQL).bind(&users).bind(&codes).fetch_all(&mut *tx).await?;
+        let mut before = HashMap::with_capacity(locked.len());
+        for row in &locked {
+            let key = (row.try_get("user_id")?, row.try_get("stat_code")?);
+            before.insert(key, stat_state(row, "latest_value", "max_value", "first_event_at", "updated_at")?);
+        }
+        Ok(before)
+    }
+
+    /// Writes `entries` on top of `before` with `sql` (the upsert, or the insert of new rows);
+    /// returns the keys the statement reported (the insert's) and each entry's states.
+    async fn write<'a>(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        sql: &str,
+        entries: &[&'a Entry<StatDelta>],
+        before: &HashMap<StatKey, StatState>,
+    ) -> Result<(HashSet<StatKey>, Vec<Written<'a>>), StoreError> {
+        if entries.is_empty() {
+            return Ok((HashSet::new(), Vec::new()));
+        }
+        let mut stats = StatColumns::default();
+        let mut written = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let old = before.get(&self.key(entry)).cloned();
+            let new = StatState::after(old.as_ref(), &entry.update, entry.last_event_at);
+            stats.user_id.push(&entry.user_id);
+            stats.stat_code.push(self.code(entry));
+            stats.namespace.push(&entry.namespace);
+            stats.latest.push(new.latest);
+            stats.max.push(new.max);
+            stats.total.push(new.total);
+            stats.day_count.push(new.day_count);
+            stats.last_day.push(new.last_day);
+            stats.first_event_at.push(new.first_event_at);
+            stats.updated_at.push(new.updated_at);
+            written.push((*entry, old, new));
+        }
+        let reported = sqlx::query(sql)
+            .bind(stats.user_id)
+            .bind(stats.stat_code)
+            .bind(stats.namespace)
+            .bind(stats.latest)
+            .bind(stats.max)
+            .bind(stats.total)
+            .bind(stats.day_count)
+            .bind(stats.last_day)
+            .bind(stats.first_event_at)
+            .bind(stats.updated_at)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut keys = HashSet::with_capacity(reported.len());
+        for row in &reported {
+            keys.insert((row.try_get("user_id")?, row.try_get("stat_code")?));
+        }
+        Ok((keys, written))
+    }
+
+    /// The goals the written entries completed (done after, not before).
+    fn completed<'a>(&'a self, written: &[Written<'a>]) -> CompletedColumns<'a> {
+        let mut completed = CompletedColumns::default();
+        for (entry, old, new) in written {
+            for goal in &self.config.sources()[entry.key as usize].goals {
+                let (value, done) = progress(&goal.goal, new);
+                if done && !old.as_ref().is_some_and(|old| progress(&goal.goal, old).1) {
+                    completed.user_id.push(&entry.user_id);
+                    completed.goal_id.push(&goal.goal.id);
+                    completed.challenge_id.push(&goal.goal.challenge_id);
+                    completed.namespace.push(&entry.namespace);
+                    completed.progress.push(value);
+                    completed.at.push(entry.last_event_at);
+                }
+            }
+        }
+        completed
     }
 
     /// Writes the goal row of a goal the reads derive as completed but that has none (a goal
@@ -166,59 +281,26 @@ impl ProgressStore for PerStatStore {
         if batch.is_empty() {
             return Ok(Applied::Written);
         }
-        let sources = self.config.sources();
-        let code = |entry: &Entry<StatDelta>| -> &str { &sources[entry.key as usize].stat_code };
         let Some(mut tx) = batch::begin(&self.pool, batch_id).await? else { return Ok(Applied::AlreadyApplied) };
-        let users: Vec<&str> = batch.iter().map(|e| &*e.user_id).collect();
-        let codes: Vec<&str> = batch.iter().map(code).collect();
-        let locked = sqlx::query(LOCK_STATS_SQL).bind(&users).bind(&codes).fetch_all(&mut *tx).await?;
-        let mut before: HashMap<(String, String), StatState> = HashMap::with_capacity(locked.len());
-        for row in &locked {
-            let key = (row.try_get("user_id")?, row.try_get("stat_code")?);
-            before.insert(key, stat_state(row, "latest_value", "max_value", "first_event_at", "updated_at")?);
+        let all: Vec<&Entry<StatDelta>> = batch.iter().collect();
+        let before = self.lock(&mut tx, &all).await?;
+        let (known, mut new): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| before.contains_key(&self.key(e)));
+        let mut written = self.write(&mut tx, UPSERT_STATS_SQL, &known, &before).await?.1;
+        // Keys with no row yet: inserted in key order, so two flushes inserting the same keys
+        // wait on each other in one order. Another replica's flush may have inserted some since
+        // the lock above (it found no row either); those are locked now and written on top of
+        // what it committed, as if the row had been there all along.
+        new.sort_by_key(|e| self.key(e));
+        let (inserted, fresh) = self.write(&mut tx, INSERT_NEW_STATS_SQL, &new, &HashMap::new()).await?;
+        let (fresh, raced): (Vec<_>, Vec<_>) =
+            fresh.into_iter().partition(|(entry, _, _)| inserted.contains(&self.key(entry)));
+        written.extend(fresh);
+        if !raced.is_empty() {
+            let raced: Vec<&Entry<StatDelta>> = raced.into_iter().map(|(entry, _, _)| entry).collect();
+            let now_there = self.lock(&mut tx, &raced).await?;
+            written.extend(self.write(&mut tx, UPSERT_STATS_SQL, &raced, &now_there).await?.1);
         }
-
-        let mut stats = StatColumns::default();
-        let mut completed = CompletedColumns::default();
-        for entry in batch {
-            let source = &sources[entry.key as usize];
-            let old = before.get(&(entry.user_id.to_string(), source.stat_code.to_string()));
-            let new = StatState::after(old, &entry.update, entry.last_event_at);
-            for goal in &source.goals {
-                let (value, done) = progress(&goal.goal, &new);
-                if done && !old.is_some_and(|old| progress(&goal.goal, old).1) {
-                    completed.user_id.push(&entry.user_id);
-                    completed.goal_id.push(&goal.goal.id);
-                    completed.challenge_id.push(&goal.goal.challenge_id);
-                    completed.namespace.push(&entry.namespace);
-                    completed.progress.push(value);
-                    completed.at.push(entry.last_event_at);
-                }
-            }
-            stats.user_id.push(&entry.user_id);
-            stats.stat_code.push(&source.stat_code);
-            stats.namespace.push(&entry.namespace);
-            stats.latest.push(new.latest);
-            stats.max.push(new.max);
-            stats.total.push(new.total);
-            stats.day_count.push(new.day_count);
-            stats.last_day.push(new.last_day);
-            stats.first_event_at.push(new.first_event_at);
-            stats.updated_at.push(new.updated_at);
-        }
-        sqlx::query(UPSERT_STATS_SQL)
-            .bind(stats.user_id)
-            .bind(stats.stat_code)
-            .bind(stats.namespace)
-            .bind(stats.latest)
-            .bind(stats.max)
-            .bind(stats.total)
-            .bind(stats.day_count)
-            .bind(stats.last_day)
-            .bind(stats.first_event_at)
-            .bind(stats.updated_at)
-            .execute(&mut *tx)
-            .await?;
+        let completed = self.completed(&written);
         if !completed.user_id.is_empty() {
             sqlx::query(COMPLETE_GOALS_SQL)
                 .bind(completed.user_id)
