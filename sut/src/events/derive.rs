@@ -4,7 +4,7 @@
 //! reads (the `GET` view, the claim).
 //!
 //! A goal follows its source by one of four [`Rule`]s:
-//! - `Latest` (absolute stat goals): progress is the latest non-negative value; completed once any
+//! - `Latest` (absolute stat goals): progress is the last received non-negative value; completed once any
 //!   value reached the target (the row's `max_value`);
 //! - `Total` (increment goals, and every non-daily login goal): progress is the running total;
 //! - `Days` (daily increment goals): progress is the number of distinct UTC days with an event;
@@ -43,8 +43,12 @@ impl StatState {
         let last_day = old.and_then(|o| o.last_day);
         let new_days = delta.days.iter().filter(|d| last_day.is_none_or(|last| **d > last)).count();
         let new_days = i32::try_from(new_days).unwrap_or(i32::MAX);
+        // The latest value is the last received, not the last written: a replica may write an
+        // earlier event after another wrote a later one.
+        let old_latest = old.and_then(|o| o.latest);
+        let newer = old.is_none_or(|o| event_at >= o.updated_at);
         StatState {
-            latest: delta.latest.or(old.and_then(|o| o.latest)),
+            latest: if newer { delta.latest.or(old_latest) } else { old_latest.or(delta.latest) },
             max: delta.max.max(old.and_then(|o| o.max)),
             total: (old.map_or(0, |o| o.total) + delta.inc).min(i64::from(i32::MAX)),
             day_count: old.map_or(0, |o| o.day_count).saturating_add(new_days),

@@ -31,7 +31,7 @@ impl PerGoalStore {
 /// One `MERGE` per batch: the batch travels as parallel arrays (10 parameters whatever its size),
 /// and the semantics of [`Update`] are evaluated against each row's stored state.
 ///
-/// `kind`: 0 absolute (`amount` = value), 1 increment (`amount` = delta), 2 daily, 3 daily
+/// `kind`: 0 absolute (`amount` = value, kept out when the row holds a later event), 1 increment (`amount` = delta), 2 daily, 3 daily
 /// increment (`days` = comma-separated distinct days; counts those after the row's last update).
 /// `started`: an absolute update saw a value above 0 (an `in_progress` row stays so anyway).
 /// Claimed rows match but are not updated.
@@ -73,7 +73,7 @@ pub fn merge_statement() -> &'static str {
 
 fn merge_sql() -> String {
     let progress = "LEAST(CASE s.kind \
-            WHEN 0 THEN s.amount \
+            WHEN 0 THEN CASE WHEN s.event_at >= t.updated_at THEN s.amount ELSE t.progress END \
             WHEN 1 THEN t.progress + s.amount \
             WHEN 2 THEN 1 \
             ELSE t.progress + (SELECT count(*) FROM unnest(s.day_list) AS d WHERE d > t.updated_at::date) \
