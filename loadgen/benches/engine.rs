@@ -86,10 +86,8 @@ fn rest_get(c: &mut Criterion) {
         let app = axum::Router::new().route("/v1/challenges", axum::routing::get(|| async { "{\"challenges\":[]}" }));
         tokio::spawn(async move { axum::serve(listener, app).await });
         let users = vec!["user-000001".to_owned()];
-        let target =
-            RestTarget::new(&format!("http://{address}"), "", &RestAuth::MockHeader, &users, Duration::from_secs(5))
-                .await
-                .unwrap();
+        let url = [format!("http://{address}")];
+        let target = RestTarget::new(&url, "", &RestAuth::MockHeader, &users, Duration::from_secs(5)).await.unwrap();
         RestClient::new(Arc::new(target))
     });
     c.bench_function("REST GET through the user's client", |b| {

@@ -27,10 +27,12 @@ pub struct RunArgs {
     /// Virtual users: constant-vus users, or the in-flight limit (max_vus) of arrival-rate streams.
     #[arg(long)]
     pub vus: Option<u32>,
-    /// Target an existing REST API (e.g. http://127.0.0.1:8080) instead of provisioning one.
+    /// Target an existing REST API (e.g. http://127.0.0.1:8080) instead of provisioning one;
+    /// several replicas as a comma-separated list (connections go to each in turn).
     #[arg(long)]
     pub api_url: Option<String>,
-    /// Target an existing event handler (e.g. http://127.0.0.1:6565) instead of provisioning one.
+    /// Target an existing event handler (e.g. http://127.0.0.1:6565) instead of provisioning one;
+    /// several replicas as a comma-separated list.
     #[arg(long)]
     pub grpc_url: Option<String>,
     /// Results folder (default: results/<UTC timestamp>-<scenario>).
@@ -105,6 +107,11 @@ pub struct RunArgs {
     /// How to run the provisioned SUT: processes, or Docker containers (1 CPU / 1 GiB each).
     #[arg(long, value_enum, default_value = "processes")]
     pub deploy: Deploy,
+    /// Provisioned SUT: replicas per service, e.g. `challenge-service=3,event-handler=2` (1 each
+    /// by default). The generator spreads its connections over them round-robin, as a
+    /// client-side balancer would; each replica is sampled on its own and the service as their sum.
+    #[arg(long, value_name = "SERVICE=N,…", value_parser = Replicas::parse)]
+    pub replicas: Option<Replicas>,
     /// Also sample these existing containers' stats (e.g. your own compose stack), repeatable.
     #[arg(long = "docker-stats", value_name = "CONTAINER", num_args = 1..)]
     pub docker_stats: Vec<String>,
@@ -137,4 +144,105 @@ pub enum Deploy {
     Processes,
     /// Docker containers with the plan's limits (1 CPU, 1 GiB each), built without a registry.
     Docker,
+}
+
+/// How many replicas of each scalable SUT service a provisioned run starts (the reward mock
+/// stands for a single external platform and is never replicated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Replicas {
+    /// Challenge service (REST) replicas.
+    pub challenge_service: u32,
+    /// Event handler (gRPC) replicas.
+    pub event_handler: u32,
+}
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Self { challenge_service: 1, event_handler: 1 }
+    }
+}
+
+impl Replicas {
+    /// The most replicas of one service a run starts (every one holds a database pool).
+    pub const MAX: u32 = 16;
+
+    /// Parses `challenge-service=N,event-handler=M` (either may be left out: 1).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut replicas = Self::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (service, count) =
+                part.split_once('=').ok_or_else(|| format!("'{part}' is not SERVICE=N (e.g. challenge-service=2)"))?;
+            let count: u32 = count
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=Self::MAX).contains(n))
+                .ok_or_else(|| format!("{service}: '{count}' is not a replica count from 1 to {}", Self::MAX))?;
+            match service.trim() {
+                "challenge-service" => replicas.challenge_service = count,
+                "event-handler" => replicas.event_handler = count,
+                other => {
+                    return Err(format!(
+                        "'{other}' has no replicas: the services that scale are challenge-service and event-handler"
+                    ));
+                }
+            }
+        }
+        Ok(replicas)
+    }
+
+    /// The replicas of `service` (1 for any other service).
+    pub fn of(&self, service: &str) -> u32 {
+        match service {
+            "challenge-service" => self.challenge_service,
+            "event-handler" => self.event_handler,
+            _ => 1,
+        }
+    }
+
+    /// True when some service runs more than once.
+    pub fn any(&self) -> bool {
+        self.challenge_service > 1 || self.event_handler > 1
+    }
+}
+
+impl std::fmt::Display for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "challenge-service={},event-handler={}", self.challenge_service, self.event_handler)
+    }
+}
+
+/// The component name of replica `index` (from 1) of `count` of `service`: the service's own
+/// name when it runs once, `service#index` otherwise (the samplers sum the replicas under the
+/// service's name).
+pub fn replica_name(service: &str, index: u32, count: u32) -> String {
+    if count <= 1 { service.to_owned() } else { format!("{service}#{index}") }
+}
+
+/// The service a replica's component name belongs to (`challenge-service#2` →
+/// `challenge-service`), or None for a name that is not a replica's.
+pub fn replica_of(component: &str) -> Option<&str> {
+    let (service, index) = component.split_once('#')?;
+    index.parse::<u32>().ok().map(|_| service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_parse_and_refuse_what_is_not_a_count_of_a_scalable_service() {
+        let both = Replicas::parse("challenge-service=3, event-handler=2").unwrap();
+        assert_eq!(both, Replicas { challenge_service: 3, event_handler: 2 });
+        assert_eq!(Replicas::parse("event-handler=4").unwrap(), Replicas { challenge_service: 1, event_handler: 4 });
+        assert_eq!(Replicas::parse(&both.to_string()).unwrap(), both);
+        assert!(Replicas::parse("reward-mock=2").unwrap_err().contains("challenge-service and event-handler"));
+        assert!(Replicas::parse("challenge-service=0").unwrap_err().contains("from 1 to 16"));
+        assert!(Replicas::parse("challenge-service=17").unwrap_err().contains("from 1 to 16"));
+        assert!(Replicas::parse("challenge-service").unwrap_err().contains("SERVICE=N"));
+        assert_eq!(replica_name("event-handler", 1, 1), "event-handler");
+        assert_eq!(replica_name("event-handler", 2, 3), "event-handler#2");
+        assert_eq!(replica_of("event-handler#2"), Some("event-handler"));
+        assert_eq!(replica_of("event-handler"), None);
+    }
 }

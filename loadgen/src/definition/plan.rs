@@ -10,7 +10,7 @@ use serde::Serialize;
 use sut::events::store::StoreKind;
 
 use super::executor::Executor;
-use super::options::{Deploy, RunArgs};
+use super::options::{Deploy, Replicas, RunArgs};
 use super::scenario::{Scenario, ScenarioError};
 use crate::target::operations::OperationKind;
 
@@ -48,10 +48,10 @@ pub enum Target {
     SelfProvisioned,
     /// An existing deployment.
     External {
-        /// REST base URL.
-        api_url: Option<String>,
-        /// gRPC URL.
-        grpc_url: Option<String>,
+        /// REST base URLs, one per replica (empty: no REST).
+        api_urls: Vec<String>,
+        /// gRPC URLs, one per replica (empty: no events).
+        grpc_urls: Vec<String>,
     },
 }
 
@@ -104,6 +104,8 @@ pub struct Plan {
     pub observe: ObserveTargets,
     /// How a provisioned SUT runs.
     pub deploy: Deploy,
+    /// Replicas of each provisioned service.
+    pub replicas: Replicas,
     /// The SUT's progress layout, where known.
     pub store: Option<StoreKind>,
     /// Users generated and seeded with progress before the load, instead of the users fixture.
@@ -315,6 +317,10 @@ impl Plan {
             for service in ["challenge-service", "event-handler"] {
                 service_args.insert(service.to_owned(), store.clone());
             }
+        } else if args.replicas.is_some() {
+            return Err(option_error(
+                "--replicas starts a provisioned SUT's replicas: an external target's replicas are its own",
+            ));
         } else if args.reward_latency.is_some() || args.reward_failure_rate.is_some() {
             return Err(option_error("--reward-latency and --reward-failure-rate apply to a provisioned SUT"));
         } else if args.seed_users.is_some() {
@@ -342,6 +348,7 @@ impl Plan {
             quiet: args.quiet,
             observe,
             deploy: args.deploy,
+            replicas: args.replicas.unwrap_or_default(),
             store,
             seed_users: args.seed_users,
             audit_users: args.audit_users,
@@ -432,15 +439,11 @@ fn target(args: &RunArgs, needs_rest: bool, needs_grpc: bool) -> Result<Target, 
     if needs_grpc && args.grpc_url.is_none() {
         return Err(option_error("this scenario sends events: give --grpc-url too (or neither URL)"));
     }
-    for (flag, url) in [("--api-url", &args.api_url), ("--grpc-url", &args.grpc_url)] {
-        if let Some(url) = url {
-            check_loopback(flag, url)?;
-        }
-    }
-    Ok(Target::External {
-        api_url: args.api_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
-        grpc_url: args.grpc_url.as_ref().map(|u| u.trim_end_matches('/').to_owned()),
-    })
+    let urls = |flag: &str, given: &Option<String>| -> Result<Vec<String>, PlanError> {
+        let list = given.iter().flat_map(|g| g.split(',')).map(|u| u.trim().trim_end_matches('/').to_owned());
+        list.map(|url| check_loopback(flag, &url).map(|()| url)).collect()
+    };
+    Ok(Target::External { api_urls: urls("--api-url", &args.api_url)?, grpc_urls: urls("--grpc-url", &args.grpc_url)? })
 }
 
 /// Load goes to loopback addresses only: a remote deployment is reached through a tunnel or
@@ -549,6 +552,11 @@ mod tests {
         assert!(e.contains("--max-duration"), "{e}");
         let e = plan("scenario1", RunArgs { mock_auth: true, ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("external"), "{e}");
+        let replicas = Some(super::super::options::Replicas { challenge_service: 2, event_handler: 1 });
+        let external =
+            RunArgs { api_url: Some("http://127.0.0.1:8080".into()), mock_auth: true, replicas, ..Default::default() };
+        let e = plan("scenario1", external).unwrap_err().to_string();
+        assert!(e.contains("--replicas"), "{e}");
     }
 
     #[test]
@@ -566,8 +574,8 @@ mod tests {
         assert_eq!(
             p.target,
             Target::External {
-                api_url: Some("http://localhost:8080".into()),
-                grpc_url: Some("http://127.0.0.1:6565".into())
+                api_urls: vec!["http://localhost:8080".into()],
+                grpc_urls: vec!["http://127.0.0.1:6565".into()]
             }
         );
         assert_eq!(p.auth, AuthPlan::MockHeader);

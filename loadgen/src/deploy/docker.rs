@@ -180,7 +180,7 @@ impl Stack {
         read_only: &[&Path],
         health_url: &str,
     ) -> Result<(), DockerError> {
-        let name = format!("gauntlet-{}-{service}", self.run_id);
+        let name = format!("gauntlet-{}-{}", self.run_id, super::file_stem(service));
         let body = ContainerCreateBody {
             image: Some(image.to_owned()),
             cmd: Some(args),
@@ -294,7 +294,7 @@ impl Stack {
                 notes.push(format!("stopping container {service}: {e}"));
             }
             let output = self.output(id, "all").await;
-            let _ = std::fs::write(logs_dir.join(format!("{service}.log")), output);
+            let _ = std::fs::write(logs_dir.join(format!("{}.log", super::file_stem(service))), output);
             let options = RemoveContainerOptions { force: true, v: true, link: false };
             if let Err(e) = self.docker.remove_container(id, Some(options)).await {
                 notes.push(format!("removing container {service}: {e}"));

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::commands::{Ports, ServiceCommands, free_ports};
 use self::processes::{ServiceProcess, build_services, futures_select_all, stop_when_this_process_exits};
+use crate::definition::options::{Replicas, replica_name};
 
 use sut::pg_cluster::{ClusterOptions, PgCluster};
 
@@ -64,11 +65,11 @@ pub enum DeployError {
 /// What the engine and the samplers need to know about the target.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Endpoints {
-    /// `http://host:port` of the REST API.
-    pub api_url: Option<String>,
-    /// `http://host:port` of the event handler.
-    pub grpc_url: Option<String>,
-    /// `/metrics` URLs of the SUT services, by service name.
+    /// `http://host:port` of the REST API, one per replica (none when there is no API).
+    pub api_urls: Vec<String>,
+    /// `http://host:port` of the event handler, one per replica.
+    pub grpc_urls: Vec<String>,
+    /// `/metrics` URLs of the SUT services, by component name (a replica's is `service#i`).
     pub metrics_urls: BTreeMap<String, String>,
     /// The database, when the harness can reach it.
     pub database_url: Option<String>,
@@ -110,6 +111,8 @@ pub struct ProvisionSettings {
     pub extra_args: BTreeMap<String, Vec<String>>,
     /// Processes or containers.
     pub deploy: crate::definition::options::Deploy,
+    /// Replicas of the challenge service and the event handler.
+    pub replicas: Replicas,
     /// Environment variables every service starts with, beside its log level (jemalloc's
     /// options when the run takes heap profiles).
     pub environment: Vec<(String, String)>,
@@ -150,8 +153,8 @@ impl Provisioned {
             stack: None,
             logs_dir: settings.logs_dir.clone(),
             endpoints: Endpoints {
-                api_url: None,
-                grpc_url: None,
+                api_urls: Vec::new(),
+                grpc_urls: Vec::new(),
                 metrics_urls: BTreeMap::new(),
                 database_url: Some(database_url.clone()),
                 pids: BTreeMap::new(),
@@ -170,23 +173,29 @@ impl Provisioned {
         // Port 0 everywhere: each service picks a free one and reports it on its READY line.
         let commands = ServiceCommands { settings, database_url: &database_url, jwt_secret: &env.jwt_secret.clone() };
         let any = Ports::default();
-        let mock = processes::spawn(&bin_dir, "reward-mock", commands.reward_mock(&any), settings).await?;
+        let mock =
+            processes::spawn(&bin_dir, "reward-mock", "reward-mock", commands.reward_mock(&any), settings).await?;
         let reward_url = format!("http://{}", mock.addrs["http"]);
         env.endpoints.metrics_urls.insert("reward-mock".into(), format!("{reward_url}/metrics"));
         env.endpoints.reward_mock_url = Some(reward_url.clone());
         env.services.push(mock);
-        let challenge =
-            processes::spawn(&bin_dir, "challenge-service", commands.challenge_service(&any, &reward_url), settings)
-                .await?;
-        env.endpoints.api_url = Some(format!("http://{}", challenge.addrs["rest"]));
-        env.endpoints
-            .metrics_urls
-            .insert("challenge-service".into(), format!("http://{}/metrics", challenge.addrs["admin"]));
-        env.services.push(challenge);
-        let handler = processes::spawn(&bin_dir, "event-handler", commands.event_handler(&any), settings).await?;
-        env.endpoints.grpc_url = Some(format!("http://{}", handler.addrs["grpc"]));
-        env.endpoints.metrics_urls.insert("event-handler".into(), format!("http://{}/metrics", handler.addrs["admin"]));
-        env.services.push(handler);
+        // Replicas one after the other: the first migrates the schema, the others find it done.
+        for index in 1..=settings.replicas.challenge_service {
+            let name = replica_name("challenge-service", index, settings.replicas.challenge_service);
+            let args = commands.challenge_service(&any, &reward_url);
+            let challenge = processes::spawn(&bin_dir, "challenge-service", &name, args, settings).await?;
+            env.endpoints.api_urls.push(format!("http://{}", challenge.addrs["rest"]));
+            env.endpoints.metrics_urls.insert(name, format!("http://{}/metrics", challenge.addrs["admin"]));
+            env.services.push(challenge);
+        }
+        for index in 1..=settings.replicas.event_handler {
+            let name = replica_name("event-handler", index, settings.replicas.event_handler);
+            let handler =
+                processes::spawn(&bin_dir, "event-handler", &name, commands.event_handler(&any), settings).await?;
+            env.endpoints.grpc_urls.push(format!("http://{}", handler.addrs["grpc"]));
+            env.endpoints.metrics_urls.insert(name, format!("http://{}/metrics", handler.addrs["admin"]));
+            env.services.push(handler);
+        }
         for service in &env.services {
             env.endpoints.pids.insert(service.name.clone(), service.pid);
         }
@@ -208,36 +217,47 @@ impl Provisioned {
         let run_id = format!("{:08x}", rand::random::<u32>());
         let mut stack = docker::Stack::new(docker, run_id, settings.environment.clone());
         stack.remove_when_this_process_exits()?;
-        let [mock, rest, api_admin, grpc, handler_admin] = free_ports::<5>()?;
-        let ports = Ports { mock, rest, api_admin, grpc, handler_admin };
         let commands = ServiceCommands { settings, database_url, jwt_secret: &self.jwt_secret };
-        eprintln!("gauntlet: starting the containers (1 CPU, 1 GiB each) and waiting until healthy");
+        let replicas = settings.replicas;
+        eprintln!(
+            "gauntlet: starting the containers (1 CPU, 1 GiB each{}) and waiting until healthy",
+            if replicas.any() { format!("; {replicas}") } else { String::new() }
+        );
         // The services read the challenge configuration inside their containers: mounted read-only.
         let mounts = [settings.challenges_config.as_path()];
+        let [mock] = free_ports::<1>()?;
         let reward_url = format!("http://127.0.0.1:{mock}");
+        let endpoints = &mut self.endpoints;
         let started = async {
             let health = format!("{reward_url}/healthz");
+            let ports = Ports { mock, ..Ports::default() };
             stack.start("reward-mock", &images["reward-mock"], commands.reward_mock(&ports), &[], &health).await?;
-            let args = commands.challenge_service(&ports, &reward_url);
-            let health = format!("http://127.0.0.1:{rest}/challenge/healthz");
-            stack.start("challenge-service", &images["challenge-service"], args, &mounts, &health).await?;
-            let health = format!("http://127.0.0.1:{handler_admin}/metrics");
-            stack
-                .start("event-handler", &images["event-handler"], commands.event_handler(&ports), &mounts, &health)
-                .await
+            endpoints.metrics_urls.insert("reward-mock".into(), format!("{reward_url}/metrics"));
+            for index in 1..=replicas.challenge_service {
+                let name = replica_name("challenge-service", index, replicas.challenge_service);
+                let [rest, api_admin] = free_ports::<2>()?;
+                let args = commands.challenge_service(&Ports { rest, api_admin, ..Ports::default() }, &reward_url);
+                let health = format!("http://127.0.0.1:{rest}/challenge/healthz");
+                stack.start(&name, &images["challenge-service"], args, &mounts, &health).await?;
+                endpoints.api_urls.push(format!("http://127.0.0.1:{rest}"));
+                endpoints.metrics_urls.insert(name, format!("http://127.0.0.1:{api_admin}/metrics"));
+            }
+            for index in 1..=replicas.event_handler {
+                let name = replica_name("event-handler", index, replicas.event_handler);
+                let [grpc, handler_admin] = free_ports::<2>()?;
+                let args = commands.event_handler(&Ports { grpc, handler_admin, ..Ports::default() });
+                let health = format!("http://127.0.0.1:{handler_admin}/metrics");
+                stack.start(&name, &images["event-handler"], args, &mounts, &health).await?;
+                endpoints.grpc_urls.push(format!("http://127.0.0.1:{grpc}"));
+                endpoints.metrics_urls.insert(name, format!("http://127.0.0.1:{handler_admin}/metrics"));
+            }
+            Ok::<(), DeployError>(())
         };
         let outcome = started.await;
-        let endpoints = &mut self.endpoints;
         endpoints.containers = stack.containers.iter().cloned().collect();
         self.stack = Some(stack);
         outcome?;
-        endpoints.api_url = Some(format!("http://127.0.0.1:{rest}"));
-        endpoints.grpc_url = Some(format!("http://127.0.0.1:{grpc}"));
         endpoints.reward_mock_url = Some(reward_url);
-        for (name, port) in [("reward-mock", mock), ("challenge-service", api_admin), ("event-handler", handler_admin)]
-        {
-            endpoints.metrics_urls.insert(name.into(), format!("http://127.0.0.1:{port}/metrics"));
-        }
         Ok(())
     }
 
@@ -310,4 +330,10 @@ async fn create_database(admin_url: &str, name: &str) -> Result<(), sqlx::Error>
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
     conn.close().await
+}
+
+/// A component's name as it appears in file and container names (`challenge-service#2` →
+/// `challenge-service-2`).
+pub fn file_stem(component: &str) -> String {
+    component.replace('#', "-")
 }

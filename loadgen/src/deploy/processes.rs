@@ -29,20 +29,22 @@ pub struct ServiceProcess {
     pub addrs: BTreeMap<String, SocketAddr>,
 }
 
-/// Starts service `name` from `bin_dir` with `args` and the settings' environment, its stderr
-/// (and stdout) logged in the settings' logs folder, and waits for its READY line.
+/// Starts service `service` from `bin_dir` as component `name` (the service's name, or a
+/// replica's) with `args` and the settings' environment, its stderr (and stdout) logged in the
+/// settings' logs folder, and waits for its READY line.
 pub async fn spawn(
     bin_dir: &Path,
+    service: &str,
     name: &str,
     args: Vec<String>,
     settings: &ProvisionSettings,
 ) -> Result<ServiceProcess, DeployError> {
     let logs_dir = &settings.logs_dir;
-    let binary = bin_dir.join(name);
+    let binary = bin_dir.join(service);
     if !binary.is_file() {
-        return Err(DeployError::MissingBinary(name.into(), bin_dir.display().to_string()));
+        return Err(DeployError::MissingBinary(service.into(), bin_dir.display().to_string()));
     }
-    let log_path = logs_dir.join(format!("{name}.log"));
+    let log_path = logs_dir.join(format!("{}.log", super::file_stem(name)));
     let log = std::fs::File::create(&log_path)?;
     let mut child = Command::new(&binary)
         .args(&args)
@@ -56,7 +58,7 @@ pub async fn spawn(
         .spawn()?;
     let pid = child.id().unwrap_or_default();
     let stdout = child.stdout.take().expect("piped");
-    let ready = tokio::time::timeout(SERVICE_START_TIMEOUT, read_ready_line(stdout, name, log)).await;
+    let ready = tokio::time::timeout(SERVICE_START_TIMEOUT, read_ready_line(stdout, service, log)).await;
     let fail = |reason: String| DeployError::ServiceStart {
         service: name.into(),
         reason,

@@ -54,10 +54,10 @@ pub struct Assignment {
     pub scenario: Scenario,
     /// Each stream's executor, its pools split.
     pub executors: BTreeMap<String, Executor>,
-    /// The REST API.
-    pub api_url: Option<String>,
-    /// The event handler.
-    pub grpc_url: Option<String>,
+    /// The REST API, one URL per replica (each worker spreads its connections over them).
+    pub api_urls: Vec<String>,
+    /// The event handler, one URL per replica.
+    pub grpc_urls: Vec<String>,
     /// The REST path prefix.
     pub base_path: String,
     /// The namespace.

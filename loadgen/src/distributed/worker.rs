@@ -235,7 +235,7 @@ fn share_plan(mut assignment: Assignment, out: Option<PathBuf>) -> Plan {
     let auth = if assignment.tokens.is_some() { AuthPlan::MintedJwt } else { AuthPlan::MockHeader };
     Plan {
         executors: assignment.executors,
-        target: Target::External { api_url: assignment.api_url, grpc_url: assignment.grpc_url },
+        target: Target::External { api_urls: assignment.api_urls, grpc_urls: assignment.grpc_urls },
         auth,
         out,
         users_file: PathBuf::new(),
@@ -248,6 +248,7 @@ fn share_plan(mut assignment: Assignment, out: Option<PathBuf>) -> Plan {
         quiet: true,
         observe: ObserveTargets::default(),
         deploy: Deploy::Processes,
+        replicas: crate::definition::options::Replicas::default(),
         store: None,
         seed_users: None,
         audit_users: 0,

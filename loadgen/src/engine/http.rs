@@ -1,13 +1,16 @@
 //! The REST side of a virtual user: a lean HTTP/1.1 client (hyper's connection API, one
-//! keep-alive connection per user, opened on first use and again after a failure), sent the way
-//! the gRPC calls are. Everything that does not change per request — the address, the `Host`
-//! header, the paths, every fixture user's auth header — is built once in a [`RestTarget`]; a
-//! request is one `Request` with three headers, one deadline over send and body, no gzip, and
-//! the body either streamed through a check without being kept or taken whole when the caller
-//! reads it.
+//! keep-alive connection per user and replica, opened on first use and again after a failure),
+//! sent the way the gRPC calls are. Everything that does not change per request — the
+//! addresses, the `Host` headers, the paths, every fixture user's auth header — is built once in
+//! a [`RestTarget`]; a request is one `Request` with three headers, one deadline over send and
+//! body, no gzip, and the body either streamed through a check without being kept or taken whole
+//! when the caller reads it. Against several replicas each user sends each request to the next
+//! (round-robin per request, as a client-side balancer holding a connection to every backend):
+//! the load spreads evenly however few users are busy.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,29 +44,16 @@ pub enum TargetError {
     Header(usize),
 }
 
-/// What every user's REST requests share, built once per run.
+/// One replica of the API: where to connect and the `Host` its requests carry.
 #[derive(Debug)]
-pub struct RestTarget {
+struct Replica {
     address: SocketAddr,
     host: HeaderValue,
-    base_path: String,
-    challenges: Uri,
-    auth_name: HeaderName,
-    auth_values: Vec<HeaderValue>,
-    deadline: Duration,
 }
 
-impl RestTarget {
-    /// The target at `api_url` (`http://host:port`, resolved now), its API under `base_path`,
-    /// users authenticating as `auth` says (`users` gives their ids), every request given
-    /// `deadline` for its response and body.
-    pub async fn new(
-        api_url: &str,
-        base_path: &str,
-        auth: &RestAuth,
-        users: &[String],
-        deadline: Duration,
-    ) -> Result<Self, TargetError> {
+impl Replica {
+    /// `api_url` (`http://host:port`) resolved now.
+    async fn resolve(api_url: &str) -> Result<Self, TargetError> {
         let bad = |why: &str| TargetError::Url(api_url.to_owned(), why.to_owned());
         let url = url::Url::parse(api_url).map_err(|e| bad(&e.to_string()))?;
         if url.scheme() != "http" {
@@ -80,6 +70,43 @@ impl RestTarget {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
+        let host = HeaderValue::try_from(authority).map_err(|_| bad("host is not a header value"))?;
+        Ok(Self { address, host })
+    }
+}
+
+/// What every user's REST requests share, built once per run.
+#[derive(Debug)]
+pub struct RestTarget {
+    replicas: Vec<Replica>,
+    /// The replica the next new user starts on (modulo their count).
+    next: AtomicUsize,
+    base_path: String,
+    challenges: Uri,
+    auth_name: HeaderName,
+    auth_values: Vec<HeaderValue>,
+    deadline: Duration,
+}
+
+impl RestTarget {
+    /// The target at `api_urls` (each `http://host:port`, resolved now: one per replica), its API
+    /// under `base_path`, users authenticating as `auth` says (`users` gives their ids), every
+    /// request given `deadline` for its response and body.
+    pub async fn new(
+        api_urls: &[String],
+        base_path: &str,
+        auth: &RestAuth,
+        users: &[String],
+        deadline: Duration,
+    ) -> Result<Self, TargetError> {
+        let mut replicas = Vec::with_capacity(api_urls.len());
+        for api_url in api_urls {
+            replicas.push(Replica::resolve(api_url).await?);
+        }
+        if replicas.is_empty() {
+            return Err(TargetError::Url(String::new(), "no API URL".into()));
+        }
+        let bad = |why: &str| TargetError::Url(api_urls[0].clone(), why.to_owned());
         let challenges = requests::challenges_path(base_path).parse().map_err(|_| bad("base path is not a path"))?;
         let (auth_name, auth_values) = match auth {
             RestAuth::Tokens(tokens) => (
@@ -100,14 +127,24 @@ impl RestTarget {
             ),
         };
         Ok(Self {
-            address,
-            host: HeaderValue::try_from(authority).map_err(|_| bad("host is not a header value"))?,
+            replicas,
+            next: AtomicUsize::new(0),
             base_path: base_path.to_owned(),
             challenges,
             auth_name,
             auth_values,
             deadline,
         })
+    }
+
+    /// The replica a new user's first request goes to: each in turn.
+    fn first_turn(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How many replicas the target has.
+    pub fn replicas(&self) -> usize {
+        self.replicas.len()
     }
 
     /// `GET /v1/challenges`.
@@ -145,14 +182,16 @@ pub struct Reply {
     pub body: Bytes,
 }
 
-/// One virtual user's HTTP/1.1 client: its connection (if open) to the shared target.
+/// One virtual user's HTTP/1.1 client: its connection (if open) to each replica of the shared
+/// target, and whose turn it is.
 #[derive(Debug)]
 pub struct RestClient {
     target: Arc<RestTarget>,
-    connection: Option<SendRequest<Empty<Bytes>>>,
+    connections: Vec<Option<SendRequest<Empty<Bytes>>>>,
+    turn: usize,
 }
 
-/// A copy of a client is a client of the same target with a connection of its own (goose wants
+/// A copy of a client is a client of the same target with connections of its own (goose wants
 /// session data to be `Clone`; it never clones it mid-run).
 impl Clone for RestClient {
     fn clone(&self) -> Self {
@@ -161,9 +200,10 @@ impl Clone for RestClient {
 }
 
 impl RestClient {
-    /// A client of `target`; it connects on its first request.
+    /// A client of `target`; it connects to each replica on its first request there.
     pub fn new(target: Arc<RestTarget>) -> Self {
-        Self { target, connection: None }
+        let turn = target.first_turn();
+        Self { connections: target.replicas.iter().map(|_| None).collect(), target, turn }
     }
 
     /// The target.
@@ -171,36 +211,43 @@ impl RestClient {
         &self.target
     }
 
-    /// True while its connection is open (a request can go at once).
+    /// True while its connections to every replica are open (a request can go at once).
     pub fn is_open(&self) -> bool {
-        self.connection.as_ref().is_some_and(|c| !c.is_closed())
+        self.connections.iter().all(|c| c.as_ref().is_some_and(|c| !c.is_closed()))
     }
 
-    /// Opens its connection now, if it is not open.
+    /// Opens its connections now, those not open.
     pub async fn connect(&mut self) -> Result<(), Outcome> {
-        if !self.is_open() {
-            self.connection = Some(connect(self.target.address).await?);
+        for (replica, connection) in self.target.replicas.iter().zip(&mut self.connections) {
+            if connection.as_ref().is_none_or(|c| c.is_closed()) {
+                *connection = Some(connect(replica.address).await?);
+            }
         }
         Ok(())
     }
 
-    /// Sends `method uri` as fixture user `user` and reads the whole response within the
-    /// target's deadline. A failure (status 0, as k6 tags a request without a response) closes
-    /// the connection; the next request opens a new one.
+    /// Sends `method uri` as fixture user `user` to the next replica and reads the whole response
+    /// within the target's deadline. A failure (status 0, as k6 tags a request without a
+    /// response) closes that connection; the next request to the replica opens a new one.
     pub async fn send(&mut self, method: Method, uri: Uri, user: usize, keep: Keep) -> Result<Reply, Outcome> {
-        let Self { target, connection: open } = self;
+        let index = self.turn % self.connections.len().max(1);
+        self.turn = self.turn.wrapping_add(1);
+        let Self { target, connections, .. } = self;
+        let (Some(replica), Some(open)) = (target.replicas.get(index), connections.get_mut(index)) else {
+            return Err(Outcome::failed(0, "request: no API replica"));
+        };
         let auth = target.auth_values.get(user).ok_or_else(|| Outcome::failed(0, "request: no such user"))?;
         let request = Request::builder()
             .method(method)
             .uri(uri)
-            .header(HOST, target.host.clone())
+            .header(HOST, replica.host.clone())
             .header(&target.auth_name, auth.clone())
             .body(Empty::new())
             .map_err(|e| Outcome::failed(0, format!("request: {e}")))?;
         let exchange = async {
             let (mut connection, mut reused) = match open.take() {
                 Some(open) if !open.is_closed() => (open, true),
-                _ => (connect(target.address).await?, false),
+                _ => (connect(replica.address).await?, false),
             };
             let mut request = request;
             // A request never written on a kept-alive connection that the server closed as it was
@@ -220,7 +267,7 @@ impl RestClient {
                         },
                     }
                 }
-                connection = connect(target.address).await?;
+                connection = connect(replica.address).await?;
                 reused = false;
             };
             let status = response.status().as_u16();
@@ -304,15 +351,67 @@ mod tests {
             }
         });
         let users = vec!["user-000001".to_owned()];
-        let target =
-            RestTarget::new(&format!("http://{address}"), "", &RestAuth::MockHeader, &users, Duration::from_secs(5))
-                .await
-                .unwrap();
+        let url = [format!("http://{address}")];
+        let target = RestTarget::new(&url, "", &RestAuth::MockHeader, &users, Duration::from_secs(5)).await.unwrap();
         let mut client = RestClient::new(Arc::new(target));
         let uri = client.target().challenges().clone();
         for request in 0..200 {
             let reply = client.send(Method::GET, uri.clone(), 0, Keep::Shape).await;
             assert!(reply.as_ref().is_ok_and(|r| r.status == 200 && r.shape), "request {request}: {reply:?}");
         }
+    }
+
+    /// A server that keeps connections alive, counts the requests it answers, and answers 200
+    /// when a request's `Host` is its own address, 421 otherwise.
+    async fn counting_server() -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut lines = BufReader::new(socket);
+                    let mut right_host = false;
+                    let mut line = String::new();
+                    while lines.read_line(&mut line).await.is_ok_and(|n| n > 0) {
+                        if line.to_ascii_lowercase().starts_with("host:") {
+                            right_host = line[5..].trim() == address.to_string();
+                        }
+                        if line == "\r\n" {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            let status = if right_host { "200 OK" } else { "421 Misdirected Request" };
+                            let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                            let _ = lines.get_mut().write_all(answer.as_bytes()).await;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), connections)
+    }
+
+    #[tokio::test]
+    async fn requests_go_to_the_replicas_in_turn_each_naming_its_replica() {
+        let (a, on_a) = counting_server().await;
+        let (b, on_b) = counting_server().await;
+        let users = vec!["user-000001".to_owned()];
+        let target = Arc::new(
+            RestTarget::new(&[a, b], "", &RestAuth::MockHeader, &users, Duration::from_secs(5)).await.unwrap(),
+        );
+        assert_eq!(target.replicas(), 2);
+        let uri = target.challenges().clone();
+        for _ in 0..10 {
+            let mut client = RestClient::new(target.clone());
+            for request in 0..3 {
+                let reply = client.send(Method::GET, uri.clone(), 0, Keep::Nothing).await;
+                assert!(reply.as_ref().is_ok_and(|r| r.status == 200), "request {request}: {reply:?}");
+            }
+        }
+        // Each user alternates, the users starting on each in turn: 30 requests, 15 each.
+        assert_eq!((on_a.load(Ordering::SeqCst), on_b.load(Ordering::SeqCst)), (15, 15));
     }
 }

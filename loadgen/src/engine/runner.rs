@@ -43,8 +43,9 @@ const PRE_CONNECTED: usize = 16;
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Base URL of the REST API (scheme, host, port), if any stream uses it.
-    pub api_url: Option<String>,
+    /// Base URLs of the REST API (scheme, host, port), one per replica; empty when no stream
+    /// uses it.
+    pub api_urls: Vec<String>,
     /// Time from the last user's start to the schedules' start.
     pub lead: Duration,
     /// How late an arrival may start before it counts as dropped.
@@ -288,7 +289,7 @@ impl StreamRuntime {
 async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> TransactionResult {
     let vu = stream.next_vu.fetch_add(1, Ordering::Relaxed);
     let channels = &stream.workload.channels;
-    let grpc = (!channels.is_empty()).then(|| EventClients::new(channels[vu % channels.len()].clone()));
+    let grpc = (!channels.is_empty()).then(|| EventClients::new(&channels[vu % channels.len()], vu));
     let mut rest = stream.rest.clone().map(RestClient::new);
     if let Some(client) = rest.as_mut().filter(|_| vu < PRE_CONNECTED) {
         // A failure shows in the first request.
@@ -389,12 +390,12 @@ pub async fn run(
             .map_err(goose_error)?
             .set_client_builder_without_cookies(GooseClientBuilder::new().without_cookies())
             .map_err(goose_error)?;
-    let rest = match &options.api_url {
-        Some(url) => Some(Arc::new(
-            RestTarget::new(url, &workload.base_path, &workload.auth, &workload.users, workload.request_timeout)
+    let rest = match options.api_urls.as_slice() {
+        [] => None,
+        urls => Some(Arc::new(
+            RestTarget::new(urls, &workload.base_path, &workload.auth, &workload.users, workload.request_timeout)
                 .await?,
         )),
-        None => None,
     };
     let mut runtimes: Vec<Arc<StreamRuntime>> = Vec::new();
     for plan in streams {
@@ -470,7 +471,7 @@ pub fn start_gate_at(streams: &[StreamPlan], at: Instant) -> Arc<StartGate> {
 fn goose_configuration(options: &EngineOptions, users: usize, until_end: Duration) -> GooseConfiguration {
     let mut config = GooseConfiguration::default();
     // Goose needs a host even when no stream speaks REST; nothing is sent to it then.
-    config.host = Some(options.api_url.clone().unwrap_or_else(|| "http://127.0.0.1:9".into()));
+    config.host = Some(options.api_urls.first().cloned().unwrap_or_else(|| "http://127.0.0.1:9".into()));
     config.users = Some(users.max(1));
     // Launch every user well inside the lead time.
     config.increase_rate = Some(format!("{}", (users.max(1) * 8).max(1000)));

@@ -33,8 +33,9 @@ pub struct Workload {
     pub auth: RestAuth,
     /// Path prefix of the REST API (e.g. `/challenge`).
     pub base_path: String,
-    /// gRPC channels to the event handler (users pick one by their index).
-    pub channels: Vec<Channel>,
+    /// gRPC connection sets to the event handler, each with one channel to every replica (users
+    /// pick a set by their index and send their calls to its channels in turn).
+    pub channels: Vec<Vec<Channel>>,
     /// Timeout of one request or call.
     pub request_timeout: Duration,
     /// Where results go.

@@ -15,6 +15,7 @@
 //!   run (scenario 4); [`heap`]: a heap profile read, diffed, drawn and summed by site.
 //! - [`digest`]: the summary's `resources`, `database` and `services` sections, and the
 //!   generator-saturation warnings, computed from the observations.
+//! - [`replicas`]: a replicated service's rows summed into the service's own each second.
 //! - [`trend`]: how fast each service's memory, heap, tasks, files and connections grew over
 //!   the run's steady part, with a confidence interval (what `leak` thresholds judge).
 
@@ -24,6 +25,7 @@ pub mod heap;
 pub mod postgres;
 pub mod profile;
 pub mod prometheus;
+pub mod replicas;
 pub mod resources;
 pub mod trend;
 
@@ -239,6 +241,8 @@ impl Observer {
         for scraped in futures::future::join_all(scrapes).await {
             rows.extend(scraped);
         }
+        let services = replicas::service_totals(&rows);
+        rows.extend(services);
         if let Some(tap) = &mut self.tap {
             tap(t_s, &rows, self.postgres.as_ref().and_then(PgSampler::top_statement));
         }

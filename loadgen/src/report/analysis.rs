@@ -46,7 +46,9 @@ pub fn bottlenecks(run: &RunData) -> Vec<Finding> {
     let log = &during_load(run);
     let mut findings = Vec::new();
     let services: Vec<String> = run.summary.services.keys().cloned().collect();
-    let mut cpu_components: Vec<&str> = services.iter().map(String::as_str).collect();
+    // A replicated service's CPU is judged replica by replica (their sum has no one limit).
+    let replicated = |s: &str| services.iter().any(|r| crate::definition::options::replica_of(r) == Some(s));
+    let mut cpu_components: Vec<&str> = services.iter().map(String::as_str).filter(|s| !replicated(s)).collect();
     cpu_components.push("postgres");
     cpu_components.push("machine");
     for component in cpu_components {

@@ -27,9 +27,10 @@ impl AuditStart {
         let changes_books =
             plan.scenario.streams.values().flat_map(|s| s.operations.keys()).any(|op| op.changes_books());
         let audited = workload.ledger.audited(workload.users.len());
-        let Some(api) = endpoints.api_url.as_deref().filter(|_| changes_books && !audited.is_empty()) else {
+        let api = endpoints.api_urls.as_slice();
+        if api.is_empty() || !changes_books || audited.is_empty() {
             return Ok(None);
-        };
+        }
         let failed = |e: String| {
             RunError::Unreachable(format!(
                 "reading the books before the load: {e} (--audit-users 0 runs without the integrity audit)"

@@ -225,7 +225,7 @@ pub async fn execute_with(plan: Plan, live: &Live, load: Load) -> Result<RunOutp
         }
         Load::Local | Load::Share(_) => {
             let options = EngineOptions {
-                api_url: endpoints.api_url.clone(),
+                api_urls: endpoints.api_urls.clone(),
                 lead,
                 max_lateness: plan.scenario.max_lateness,
                 stop: stop.clone(),

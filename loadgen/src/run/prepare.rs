@@ -48,6 +48,7 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
                 logs_dir: results.logs_dir(),
                 extra_args: plan.service_args.clone(),
                 deploy: plan.deploy,
+                replicas: plan.replicas,
                 environment: if plan.scenario.profile.is_some() { heap_sampling() } else { Vec::new() },
             })
             .await?;
@@ -71,7 +72,7 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
             let endpoints = env.endpoints.clone();
             (Some(env), endpoints, RestAuth::Tokens(Arc::new(minted)))
         }
-        Target::External { api_url, grpc_url } => {
+        Target::External { api_urls, grpc_urls } => {
             let auth = match (&plan.given_users, &plan.auth) {
                 (Some(GivenUsers { tokens: Some(tokens), .. }), _) => RestAuth::Tokens(Arc::new(tokens.clone())),
                 (Some(_), _) => RestAuth::MockHeader,
@@ -81,8 +82,8 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
                 (None, _) => RestAuth::MockHeader,
             };
             let endpoints = Endpoints {
-                api_url: api_url.clone(),
-                grpc_url: grpc_url.clone(),
+                api_urls: api_urls.clone(),
+                grpc_urls: grpc_urls.clone(),
                 metrics_urls: BTreeMap::new(),
                 database_url: None,
                 pids: BTreeMap::new(),
@@ -92,13 +93,10 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
             (None, endpoints, auth)
         }
     };
-    if let Some(api) = &endpoints.api_url {
+    for api in &endpoints.api_urls {
         check_api(api, &plan.base_path).await?;
     }
-    let channels = match &endpoints.grpc_url {
-        Some(url) => connect_grpc(url, plan.grpc_connections).await?,
-        None => Vec::new(),
-    };
+    let channels = connect_grpc(&endpoints.grpc_urls, plan.grpc_connections).await?;
     let reserved_for_probes = plan
         .scenario
         .streams
@@ -146,18 +144,29 @@ async fn check_api(api_url: &str, base_path: &str) -> Result<(), RunError> {
     }
 }
 
-async fn connect_grpc(url: &str, connections: usize) -> Result<Vec<Channel>, RunError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| RunError::Unreachable(format!("--grpc-url '{url}': {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| RunError::Unreachable(format!("cannot reach the event handler at {url}: {e}")))?;
-        channels.push(channel);
+/// The event handler's connection sets: `connections` channels in all (rounded up to whole
+/// sets), each set one channel to every replica; none without an event handler.
+async fn connect_grpc(urls: &[String], connections: usize) -> Result<Vec<Vec<Channel>>, RunError> {
+    let mut endpoints = Vec::with_capacity(urls.len());
+    for url in urls {
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| RunError::Unreachable(format!("--grpc-url '{url}': {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        endpoints.push((url, endpoint));
+    }
+    let sets = if urls.is_empty() { 0 } else { connections.div_ceil(urls.len()).max(1) };
+    let mut channels = Vec::with_capacity(sets);
+    for _ in 0..sets {
+        let mut set = Vec::with_capacity(endpoints.len());
+        for (url, endpoint) in &endpoints {
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| RunError::Unreachable(format!("cannot reach the event handler at {url}: {e}")))?;
+            set.push(channel);
+        }
+        channels.push(set);
     }
     Ok(channels)
 }

@@ -73,24 +73,31 @@ impl Default for Event {
     }
 }
 
-/// The event handler's two services, as one virtual user calls them over its channel.
+/// The event handler's two services, as one virtual user calls them: over one channel per
+/// replica, each call on the next (round-robin per call, as a client-side balancer).
 #[derive(Debug, Clone)]
 pub struct EventClients {
-    login: LoginClient<Channel>,
-    stat: StatClient<Channel>,
+    replicas: Vec<(LoginClient<Channel>, StatClient<Channel>)>,
+    turn: usize,
 }
 
 impl EventClients {
-    /// Clients on `channel`.
-    pub fn new(channel: Channel) -> Self {
-        Self { login: LoginClient::new(channel.clone()), stat: StatClient::new(channel) }
+    /// Clients on `channels` (one per replica), the first call on channel `start` (modulo).
+    pub fn new(channels: &[Channel], start: usize) -> Self {
+        let replicas = channels.iter().map(|c| (LoginClient::new(c.clone()), StatClient::new(c.clone()))).collect();
+        Self { replicas, turn: start }
     }
 
     /// `OnMessage` of the event's service.
     pub async fn send(&mut self, event: Event) -> Result<(), tonic::Status> {
+        let count = self.replicas.len().max(1);
+        let Some((login, stat)) = self.replicas.get_mut(self.turn % count) else {
+            return Err(tonic::Status::unavailable("no event handler channel"));
+        };
+        self.turn = self.turn.wrapping_add(1);
         match event {
-            Event::Login(event) => self.login.on_message(event).await.map(drop),
-            Event::Stat(event) => self.stat.on_message(event).await.map(drop),
+            Event::Login(event) => login.on_message(event).await.map(drop),
+            Event::Stat(event) => stat.on_message(event).await.map(drop),
         }
     }
 }

@@ -148,7 +148,7 @@ pub fn workload(channels: Vec<Channel>) -> Arc<Workload> {
         namespace: "test".into(),
         auth: RestAuth::MockHeader,
         base_path: String::new(),
-        channels,
+        channels: channels.into_iter().map(|c| vec![c]).collect(),
         request_timeout: Duration::from_secs(10),
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(0),
@@ -196,7 +196,8 @@ pub async fn run_stopped(
         segment: Segment::WHOLE,
     }];
     let gate = engine::start_gate(&streams, Duration::from_millis(200));
-    let options = EngineOptions { api_url, lead: Duration::from_millis(200), max_lateness, stop };
+    let options =
+        EngineOptions { api_urls: api_url.into_iter().collect(), lead: Duration::from_millis(200), max_lateness, stop };
     let outcome = engine::run(streams, workload.clone(), gate, options).await.expect("engine runs");
     let kind = if op == OperationKind::Stat { Operation::Stat } else { Operation::GetChallenges };
     let totals = workload.recorder.totals().into_iter().find(|t| t.operation == kind).unwrap();
