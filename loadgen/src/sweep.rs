@@ -3,6 +3,11 @@
 //! first level that breaks a limit, narrows the limit down by bisection between the last good and
 //! the first bad level, and writes `capacity.json` beside one results folder per level.
 //!
+//! With `--replica-counts 1,2,3` every search is made once per count, the service it loads
+//! running as that many replicas (API levels: the challenge service; event levels: the event
+//! handler; combined: both), so the Capacity Planning Guide can fit how capacity grows with
+//! replicas.
+//!
 //! A level is judged on the seconds after its warm-up only (from the per-second HDR intervals and
 //! the time series), so the ramp-up of connections and caches does not count against it.
 
@@ -13,7 +18,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::definition::options::RunArgs;
+use crate::definition::options::{Replicas, RunArgs};
 use crate::definition::plan::Plan;
 use crate::live::{LevelVerdict, Live, RunEnd};
 use crate::results::layout;
@@ -55,6 +60,11 @@ pub struct SweepArgs {
     /// Bisection stops when the bad level is within this fraction above the good one.
     #[arg(long, default_value_t = 0.1)]
     pub precision: f64,
+    /// Make every search at each of these replica counts of the service it loads (API: the
+    /// challenge service, events: the event handler, combined: both), e.g. 1,2,3; the Capacity
+    /// Planning Guide fits the Universal Scalability Law across them.
+    #[arg(long, value_delimiter = ',', value_name = "N,…")]
+    pub replica_counts: Vec<u32>,
     /// The limits a level must keep.
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -142,6 +152,9 @@ pub struct SearchRecord {
     /// In the combined matrix: the API rate this row holds while the event rate climbs.
     #[serde(default)]
     pub api_rps: Option<f64>,
+    /// With `--replica-counts`: the replicas this search ran against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Replicas>,
     /// Levels in the order measured.
     pub levels: Vec<LevelRecord>,
     /// The heaviest level within the limits.
@@ -214,7 +227,36 @@ impl SweepArgs {
         if !(self.precision > 0.0 && self.precision < 1.0) {
             return bad("--precision must be between 0 and 1 (0.1 = 10%)");
         }
+        if !self.replica_counts.is_empty() {
+            if self.run.replicas.is_some() {
+                return bad("give --replica-counts (one search per count) or --replicas (one count), not both");
+            }
+            if self.run.api_url.is_some() || self.run.grpc_url.is_some() {
+                return bad("--replica-counts starts a provisioned SUT's replicas: it needs no --api-url/--grpc-url");
+            }
+            if self.replica_counts.iter().any(|n| !(1..=Replicas::MAX).contains(n)) {
+                return bad(&format!("--replica-counts: each count must be from 1 to {}", Replicas::MAX));
+            }
+        }
         Ok(())
+    }
+
+    /// The replica configurations to sweep: one per `--replica-counts` count (None: as the run
+    /// options say).
+    fn replica_steps(&self) -> Vec<Option<u32>> {
+        let mut counts = self.replica_counts.clone();
+        counts.sort_unstable();
+        counts.dedup();
+        if counts.is_empty() { vec![None] } else { counts.into_iter().map(Some).collect() }
+    }
+}
+
+/// The replicas a search of `mode` runs against at `count`: of the service it loads.
+fn replicas_for(mode: SweepMode, count: u32) -> Replicas {
+    match mode {
+        SweepMode::Api => Replicas { challenge_service: count, event_handler: 1 },
+        SweepMode::Events => Replicas { challenge_service: 1, event_handler: count },
+        SweepMode::Combined | SweepMode::All => Replicas { challenge_service: count, event_handler: count },
     }
 }
 
@@ -249,20 +291,27 @@ pub async fn run(args: SweepArgs, out: &Path, live: &Live) -> Result<Capacity, S
         searches: Vec::new(),
         interrupted: None,
     };
-    let ladders = ladders(&args);
-    let planned: usize = ladders.iter().map(|(_, _, l)| l.len()).sum();
+    let steps = args.replica_steps();
+    let ladders: Vec<_> =
+        steps.iter().flat_map(|count| ladders(&args).into_iter().map(move |(m, s, l)| (*count, m, s, l))).collect();
+    let planned: usize = ladders.iter().map(|(_, _, _, l)| l.len()).sum();
     let mut progress = Progress { done: 0, planned, started: Instant::now(), live: live.clone(), levels: Vec::new() };
-    for (mode, scenario, ladder) in ladders {
+    for (count, mode, scenario, ladder) in ladders {
         let api_rps = (mode == SweepMode::Combined).then(|| ladder.first().map_or(0.0, |l| l.rps));
+        let replicas = count.map(|n| replicas_for(mode, n));
         // A matrix row whose lightest level broke: every heavier API row will break too.
         let previous_row_hopeless = capacity.searches.last().is_some_and(|s| {
-            s.mode == SweepMode::Combined && mode == SweepMode::Combined && s.max_sustainable.is_none()
+            s.mode == SweepMode::Combined
+                && mode == SweepMode::Combined
+                && s.replicas == replicas
+                && s.max_sustainable.is_none()
         });
         if previous_row_hopeless {
             progress.planned = progress.planned.saturating_sub(ladder.len());
             continue;
         }
-        let mut search = SearchRecord { mode, api_rps, levels: Vec::new(), max_sustainable: None, first_broken: None };
+        let mut search =
+            SearchRecord { mode, api_rps, replicas, levels: Vec::new(), max_sustainable: None, first_broken: None };
         let outcome = search_ladder(&args, scenario, &ladder, out, &mut search, &mut progress).await;
         // Levels the ladder did not need to climb are not coming.
         progress.planned = progress.planned.saturating_sub(ladder.len().saturating_sub(search.levels.len()));
@@ -318,10 +367,15 @@ impl Progress {
         self.live.sweep(self.levels.clone());
     }
 
-    fn announce(&mut self, mode: SweepMode, level: Level, per_level: Duration) {
+    fn announce(&mut self, search: &SearchRecord, level: Level, per_level: Duration) {
+        let mode = search.mode;
+        let label = match search.replicas {
+            Some(r) => format!("{} ({r})", level.label()),
+            None => level.label(),
+        };
         self.levels.push(LevelVerdict {
             mode: format!("{mode:?}").to_lowercase(),
-            level: level.label(),
+            level: label.clone(),
             held: None,
             broken: None,
         });
@@ -334,7 +388,7 @@ impl Progress {
             "sweep: {mode:?} level {} of {} planned so far ({}) — about {:.0} min left",
             self.done,
             self.planned.max(self.done),
-            level.label(),
+            label,
             (left as f64 * each / 60.0).ceil()
         );
     }
@@ -354,8 +408,8 @@ async fn search_ladder(
     let mut good: Option<Level> = None;
     let mut bad: Option<(Level, String)> = None;
     for level in ladder {
-        progress.announce(search.mode, *level, args.level_duration + args.warmup);
-        let record = measure(args, scenario, *level, out, search.mode, &limits, &progress.live).await?;
+        progress.announce(search, *level, args.level_duration + args.warmup);
+        let record = measure(args, scenario, *level, out, search, &limits, &progress.live).await?;
         progress.measured(&record);
         let broken = record.broken.clone();
         search.levels.push(record);
@@ -381,8 +435,8 @@ async fn search_ladder(
                 break;
             }
             progress.planned += 1;
-            progress.announce(search.mode, middle, args.level_duration + args.warmup);
-            let record = measure(args, scenario, middle, out, search.mode, &limits, &progress.live).await?;
+            progress.announce(search, middle, args.level_duration + args.warmup);
+            let record = measure(args, scenario, middle, out, search, &limits, &progress.live).await?;
             progress.measured(&record);
             let broken = record.broken.clone();
             search.levels.push(record);
@@ -408,12 +462,18 @@ async fn measure(
     scenario: &str,
     level: Level,
     out: &Path,
-    mode: SweepMode,
+    search: &SearchRecord,
     limits: &Limits,
     live: &Live,
 ) -> Result<LevelRecord, String> {
-    let folder = format!("{}-{}", format!("{mode:?}").to_lowercase(), level.label());
+    let mode = search.mode;
+    let mut folder = format!("{}-{}", format!("{mode:?}").to_lowercase(), level.label());
     let mut run_args = args.run.clone();
+    if let Some(replicas) = search.replicas {
+        let count = replicas.challenge_service.max(replicas.event_handler);
+        folder = format!("x{count}-{folder}");
+        run_args.replicas = Some(replicas);
+    }
     run_args.rps = (level.rps > 0.0).then_some(level.rps);
     run_args.eps = (level.eps > 0.0).then_some(level.eps);
     run_args.duration = Some(args.warmup + args.level_duration);
@@ -466,7 +526,10 @@ pub fn regressions(current: &Capacity, reference: &Capacity, tolerance: f64) -> 
     let mut out = Vec::new();
     for before in &reference.searches {
         let Some(before_max) = before.max_sustainable else { continue };
-        let after = current.searches.iter().find(|s| s.mode == before.mode && s.api_rps == before.api_rps);
+        let after = current
+            .searches
+            .iter()
+            .find(|s| s.mode == before.mode && s.api_rps == before.api_rps && s.replicas == before.replicas);
         let after_max = after.and_then(|s| s.max_sustainable);
         match after_max {
             Some(now) if now.magnitude() >= before_max.magnitude() * (1.0 - tolerance) => {}
@@ -525,6 +588,26 @@ mod tests {
     }
 
     #[test]
+    fn replica_counts_repeat_every_search_against_the_service_it_loads() {
+        let args =
+            Cli::parse_from(["sweep", "--mode", "api", "--api-levels", "100,200", "--replica-counts", "3,1,2"]).sweep;
+        args.validate().unwrap();
+        assert_eq!(args.replica_steps(), vec![Some(1), Some(2), Some(3)]);
+        assert_eq!(replicas_for(SweepMode::Api, 3), Replicas { challenge_service: 3, event_handler: 1 });
+        assert_eq!(replicas_for(SweepMode::Events, 2), Replicas { challenge_service: 1, event_handler: 2 });
+        assert_eq!(replicas_for(SweepMode::Combined, 2), Replicas { challenge_service: 2, event_handler: 2 });
+        let refused = |extra: &[&str]| {
+            let args = Cli::parse_from([&["sweep", "--replica-counts", "1,2"], extra].concat()).sweep;
+            args.validate().unwrap_err().to_string()
+        };
+        assert!(refused(&["--replicas", "challenge-service=2"]).contains("not both"));
+        assert!(refused(&["--api-url", "http://127.0.0.1:1"]).contains("provisioned"));
+        let zero = Cli::parse_from(["sweep", "--replica-counts", "0,2"]).sweep;
+        assert!(zero.validate().unwrap_err().to_string().contains("from 1 to 16"));
+        assert_eq!(Cli::parse_from(["sweep"]).sweep.replica_steps(), vec![None]);
+    }
+
+    #[test]
     fn a_fall_beyond_the_tolerance_is_a_regression() {
         let capacity = |rps: f64| Capacity {
             limits: Limits::default(),
@@ -534,6 +617,7 @@ mod tests {
             searches: vec![SearchRecord {
                 mode: SweepMode::Api,
                 api_rps: None,
+                replicas: None,
                 levels: vec![],
                 max_sustainable: Some(Level { rps, eps: 0.0 }),
                 first_broken: None,

@@ -250,3 +250,52 @@ fn a_run_rendered_while_still_partial_is_named_by_its_final_name() {
         assert!(name.starts_with("scenario3-default-") && !name.contains("partial"), "{name}");
     }
 }
+
+/// A copy of the fixture as if run with `n` replicas of each service, its rates (offered and
+/// achieved) scaled by `speedup`.
+fn fixture_with_replicas(parent: &Path, n: u32, speedup: f64) -> PathBuf {
+    let dir = fixture_copy(parent, &format!("small-run-x{n}"));
+    let mut run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    run["plan"]["replicas"] = serde_json::json!({"challenge_service": n, "event_handler": n});
+    std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
+    let mut summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    for operation in summary["operations"].as_object_mut().unwrap().values_mut() {
+        for rate in ["target_rate", "achieved_rate"] {
+            if let Some(value) = operation[rate].as_f64() {
+                operation[rate] = (value * speedup).into();
+            }
+        }
+    }
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn the_capacity_guide_fits_the_law_across_replica_counts_and_sizes_the_tiers_by_it() {
+    // Throughput that follows a known law over 1–4 replicas: α 0.1, β 0.01 (peak S ≈ 3.5 at N ≈ 9.5).
+    let speedup = |n: f64| n / (1.0 + 0.1 * (n - 1.0) + 0.01 * n * (n - 1.0));
+    let parent = tempfile::tempdir().unwrap();
+    let folders: Vec<PathBuf> =
+        (1..=4).map(|n| fixture_with_replicas(parent.path(), n, speedup(f64::from(n)))).collect();
+    let out = parent.path().join("report");
+    report::render(&folders, &out, &Limits::default(), &CapacityModel::default(), report::Formats::MarkdownOnly)
+        .unwrap();
+    let guide = std::fs::read_to_string(out.join("capacity-planning.md")).unwrap();
+    let section = guide.split("## Scaling across replicas").nth(1).expect("the section").split("\n## ").next().unwrap();
+    // Per replica count: the sustained level (one instance: 20 rps + 50 eps) and its efficiency.
+    assert!(row_with(section, "1").contains(&"100%"), "{section}");
+    let four = row_with(section, "4");
+    assert!(four.contains(&"197/s") && four.contains(&"70%"), "X(4) = 70 × 2.817: {four:?}");
+    let law = row_with(section, "70.0/s");
+    assert_eq!(law[1..4], ["0.1000", "1.00e-2", "1.000"], "the law recovered: {law:?}");
+    // The tiers follow the law: one instance plans 14 rps and 35 eps (30% headroom); 10,000 DAU
+    // peak at 10.4 rps (1 replica) and 104.2 eps, a speedup of 2.98: S(4) = 2.82, S(5) = 3.13.
+    let tiers = guide.split("## Load tiers").nth(1).unwrap();
+    let tier = row_with(tiers, "10000");
+    assert_eq!((tier[3], tier[4]), ("1", "5"), "{tier:?}");
+    // 100,000 DAU need a speedup of 29.8: past the law's peak.
+    assert_eq!(row_with(tiers, "100000")[4], "beyond the fitted peak", "{tiers}");
+    assert!(tiers.contains("under the law across replicas") && tiers.contains("never reaches"), "{tiers}");
+}

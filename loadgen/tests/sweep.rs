@@ -69,6 +69,7 @@ async fn the_sweep_finds_a_known_capacity_within_ten_percent() {
         level_duration: Duration::from_secs(3),
         warmup: Duration::from_secs(1),
         precision: 0.05,
+        replica_counts: vec![],
         limits: sweep::LimitArgs {
             max_error_rate: 0.01,
             max_api_p95: Duration::from_secs(2),

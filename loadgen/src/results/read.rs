@@ -129,6 +129,11 @@ impl RunData {
         (rate(|o| o == Operation::GetChallenges), rate(Operation::is_grpc))
     }
 
+    /// The replicas the run's provisioned SUT had (one of each for older runs and external targets).
+    pub fn replicas(&self) -> crate::definition::options::Replicas {
+        self.run.pointer("/plan/replicas").and_then(|r| serde_json::from_value(r.clone()).ok()).unwrap_or_default()
+    }
+
     /// REST and event arrivals per second together: the order of levels within a kind.
     pub fn offered_total(&self) -> f64 {
         let (rps, eps) = self.offered();

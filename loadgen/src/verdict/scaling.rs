@@ -105,6 +105,14 @@ pub fn fit_usl(points: &[(f64, f64)]) -> Option<UslFit> {
     Some(UslFit { lambda, alpha, beta, r_squared, points: points.len() })
 }
 
+/// The fewest replicas whose fitted throughput reaches `needed` (the law fitted across replica
+/// counts), searching up to `most`; None when no count up to the law's peak (or `most`) does —
+/// past the peak more replicas only lower it.
+pub fn replicas_for(fit: &UslFit, needed: f64, most: u32) -> Option<u32> {
+    let last = fit.peak().map_or(most, |(n, _)| (n.ceil() as u32).clamp(1, most));
+    (1..=last).find(|n| fit.throughput(f64::from(*n)) >= needed)
+}
+
 /// One level of a sweep, as the knee is judged.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LevelPoint {
@@ -125,6 +133,20 @@ pub fn knee(levels: &[LevelPoint], p95_limit_ms: f64) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicas_are_the_fewest_that_reach_the_need_and_none_past_the_peak() {
+        // 1,000/s per replica, 10% contention, a little coherency: peak near N = 30.
+        let fit = UslFit { lambda: 1000.0, alpha: 0.1, beta: 0.001, r_squared: 1.0, points: 3 };
+        assert_eq!(replicas_for(&fit, 900.0, 64), Some(1));
+        let three = replicas_for(&fit, 2500.0, 64).unwrap();
+        assert!(fit.throughput(f64::from(three)) >= 2500.0 && fit.throughput(f64::from(three - 1)) < 2500.0);
+        let (_, peak) = fit.peak().unwrap();
+        assert_eq!(replicas_for(&fit, peak * 1.01, 64), None, "beyond the peak no count reaches it");
+        let linear = UslFit { lambda: 1000.0, alpha: 0.0, beta: 0.0, r_squared: 1.0, points: 3 };
+        assert_eq!(replicas_for(&linear, 7500.0, 64), Some(8));
+        assert_eq!(replicas_for(&linear, 75_000.0, 64), None, "more than the search allows");
+    }
 
     #[test]
     fn a_known_law_is_recovered_from_its_points() {
