@@ -18,7 +18,8 @@
 //!   written, faults as scheduled, and the validated plan.
 //! - [`engine`]: goose users paced by arrival schedules, the lean HTTP client, what each operation
 //!   sends, the HDR recorder, the ledger of audited sends, stop reasons.
-//! - [`deploy`]: the SUT provisioned as processes or Docker containers (and PostgreSQL).
+//! - [`deploy`]: the SUT provisioned as processes or Docker containers, each service as one or
+//!   more replicas (and PostgreSQL).
 //! - [`observe`]: what the SUT, its database, its containers and loadgen itself did meanwhile.
 //! - [`faults`]: faults injected during the load, and each one's verdict.
 //! - [`integrity`]: the SUT's books against what the harness sent.

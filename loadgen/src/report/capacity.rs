@@ -51,8 +51,8 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
             " (the highest level measured: the real limit is higher)"
         },
         model.headroom * 100.0,
-        rps * (1.0 - model.headroom),
-        eps * (1.0 - model.headroom),
+        (rps * (1.0 - model.headroom)).abs(),
+        (eps * (1.0 - model.headroom)).abs(),
         if api_alone.is_some() || events_alone.is_some() {
             format!(
                 " (from the isolated levels: API alone {}, events alone {})",
@@ -240,7 +240,11 @@ impl ReplicaLaws {
     /// computed.
     fn tier(&self, what: &str, peak: f64, linear: f64, per_instance: f64) -> (f64, String) {
         let law = if what == "API" { self.api.as_ref() } else { self.events.as_ref() };
-        let straight = format!("{what} replicas = ⌈{peak:.1} / {per_instance:.1}⌉ = {linear:.0}");
+        let straight = if linear.is_nan() {
+            format!("{what} replicas: not measured (no {what} levels)")
+        } else {
+            format!("{what} replicas = ⌈{peak:.1} / {per_instance:.1}⌉ = {linear:.0}")
+        };
         let Some(fit) = law.filter(|_| !linear.is_nan()) else { return (linear, straight) };
         let needed = peak / per_instance;
         let law_text = format!("λ {:.0}/s, α {:.3}, β {:.1e}", fit.lambda, fit.alpha, fit.beta);
@@ -367,6 +371,10 @@ fn replica_scaling(doc: &mut Doc, groups: &[(&'static str, Vec<&RunData>)], limi
 /// What a law across replica counts can be trusted for, in words.
 fn law_quality(fit: &UslFit, max_n: f64) -> String {
     let quality = match fit.r_squared {
+        r if fit.points == 3 && r > 0.999 => {
+            "but three counts pin its three parameters exactly, so R² is 1 by construction and says nothing: a \
+             fourth count would test the law"
+        }
         r if r >= 0.98 => "a close fit",
         r if r >= 0.9 => "a fair fit",
         _ => "a poor fit: read its replica counts as a rough guide only",
@@ -386,7 +394,7 @@ fn law_quality(fit: &UslFit, max_n: f64) -> String {
         None => " It finds replicas scaling linearly over the counts measured.".into(),
     };
     format!(
-        "Fitted to {} replica counts: R² = {:.3}, {quality}; each further replica serialises α = {:.1}% of the work.{peak}",
+        "Fitted to {} replica counts: R² = {:.3}, {quality}; contention serialises α = {:.1}% of the work.{peak}",
         fit.points,
         fit.r_squared,
         fit.alpha * 100.0
