@@ -112,6 +112,11 @@ pub struct RunArgs {
     /// client-side balancer would; each replica is sampled on its own and the service as their sum.
     #[arg(long, value_name = "SERVICE=N,…", value_parser = Replicas::parse)]
     pub replicas: Option<Replicas>,
+    /// How the generator spreads calls over a service's replicas: each call to the next
+    /// (per-request), or each user's connection to one, handed out in turn (per-connection, as
+    /// an L4 balancer; few busy users then load few replicas).
+    #[arg(long, value_enum, default_value = "per-request")]
+    pub balance: Balance,
     /// Also sample these existing containers' stats (e.g. your own compose stack), repeatable.
     #[arg(long = "docker-stats", value_name = "CONTAINER", num_args = 1..)]
     pub docker_stats: Vec<String>,
@@ -144,6 +149,19 @@ pub enum Deploy {
     Processes,
     /// Docker containers with the plan's limits (1 CPU, 1 GiB each), built without a registry.
     Docker,
+}
+
+/// How calls are spread over a service's replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each user holds a connection to every replica and sends each call to the next (a
+    /// client-side balancer).
+    #[default]
+    PerRequest,
+    /// Each user's connection goes to one replica, the users' connections handed out in turn
+    /// (a connection-level, L4 balancer).
+    PerConnection,
 }
 
 /// How many replicas of each scalable SUT service a provisioned run starts (the reward mock

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sut::events::store::StoreKind;
 
 use super::executor::Executor;
-use super::options::{Deploy, Replicas, RunArgs};
+use super::options::{Balance, Deploy, Replicas, RunArgs};
 use super::scenario::{Scenario, ScenarioError};
 use crate::target::operations::OperationKind;
 
@@ -106,6 +106,8 @@ pub struct Plan {
     pub deploy: Deploy,
     /// Replicas of each provisioned service.
     pub replicas: Replicas,
+    /// How calls spread over replicas.
+    pub balance: Balance,
     /// The SUT's progress layout, where known.
     pub store: Option<StoreKind>,
     /// Users generated and seeded with progress before the load, instead of the users fixture.
@@ -349,6 +351,7 @@ impl Plan {
             observe,
             deploy: args.deploy,
             replicas: args.replicas.unwrap_or_default(),
+            balance: args.balance,
             store,
             seed_users: args.seed_users,
             audit_users: args.audit_users,

@@ -230,6 +230,7 @@ impl Coordinator {
                     base_path: self.plan.base_path.clone(),
                     namespace: self.plan.namespace.clone(),
                     grpc_connections: self.plan.grpc_connections,
+                    balance: self.plan.balance,
                     request_timeout_ms: self.plan.request_timeout.as_millis() as u64,
                     users: users[block.clone()].to_vec(),
                     tokens: tokens.as_ref().map(|t| t[block].to_vec()),

@@ -64,6 +64,9 @@ pub struct Assignment {
     pub namespace: String,
     /// gRPC connections.
     pub grpc_connections: usize,
+    /// How calls spread over the replicas.
+    #[serde(default)]
+    pub balance: crate::definition::options::Balance,
     /// Request timeout, ms.
     pub request_timeout_ms: u64,
     /// Its block of the users, which no other worker acts for.

@@ -249,6 +249,7 @@ fn share_plan(mut assignment: Assignment, out: Option<PathBuf>) -> Plan {
         observe: ObserveTargets::default(),
         deploy: Deploy::Processes,
         replicas: crate::definition::options::Replicas::default(),
+        balance: assignment.balance,
         store: None,
         seed_users: None,
         audit_users: 0,

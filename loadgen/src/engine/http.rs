@@ -20,6 +20,7 @@ use hyper::header::{AUTHORIZATION, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 
+use crate::definition::options::Balance;
 use crate::engine::recorder::Outcome;
 use crate::target::checks::{BodyShape, challenges_shape};
 use crate::target::requests;
@@ -81,6 +82,8 @@ pub struct RestTarget {
     replicas: Vec<Replica>,
     /// The replica the next new user starts on (modulo their count).
     next: AtomicUsize,
+    /// Each request to the next replica, or each user's requests all to its first.
+    balance: Balance,
     base_path: String,
     challenges: Uri,
     auth_name: HeaderName,
@@ -129,12 +132,19 @@ impl RestTarget {
         Ok(Self {
             replicas,
             next: AtomicUsize::new(0),
+            balance: Balance::PerRequest,
             base_path: base_path.to_owned(),
             challenges,
             auth_name,
             auth_values,
             deadline,
         })
+    }
+
+    /// This target with its users' requests spread as `balance` says (per request by default).
+    pub fn balanced(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
     }
 
     /// The replica a new user's first request goes to: each in turn.
@@ -189,6 +199,8 @@ pub struct RestClient {
     target: Arc<RestTarget>,
     connections: Vec<Option<SendRequest<Empty<Bytes>>>>,
     turn: usize,
+    /// How far the turn moves per request: 1 (per request), or 0 (per connection: one replica).
+    step: usize,
 }
 
 /// A copy of a client is a client of the same target with connections of its own (goose wants
@@ -203,7 +215,8 @@ impl RestClient {
     /// A client of `target`; it connects to each replica on its first request there.
     pub fn new(target: Arc<RestTarget>) -> Self {
         let turn = target.first_turn();
-        Self { connections: target.replicas.iter().map(|_| None).collect(), target, turn }
+        let step = usize::from(target.balance == Balance::PerRequest);
+        Self { connections: target.replicas.iter().map(|_| None).collect(), target, turn, step }
     }
 
     /// The target.
@@ -211,16 +224,24 @@ impl RestClient {
         &self.target
     }
 
-    /// True while its connections to every replica are open (a request can go at once).
+    /// The replicas this client sends to: all, or (per connection) its one.
+    fn used(&self) -> impl Iterator<Item = usize> + use<> {
+        let count = self.connections.len();
+        let (first, used) = if self.step == 0 { (self.turn % count.max(1), 1) } else { (0, count) };
+        (first..first + used).map(move |i| i % count.max(1))
+    }
+
+    /// True while its connections to the replicas it uses are open (a request can go at once).
     pub fn is_open(&self) -> bool {
-        self.connections.iter().all(|c| c.as_ref().is_some_and(|c| !c.is_closed()))
+        self.used().all(|i| self.connections[i].as_ref().is_some_and(|c| !c.is_closed()))
     }
 
     /// Opens its connections now, those not open.
     pub async fn connect(&mut self) -> Result<(), Outcome> {
-        for (replica, connection) in self.target.replicas.iter().zip(&mut self.connections) {
-            if connection.as_ref().is_none_or(|c| c.is_closed()) {
-                *connection = Some(connect(replica.address).await?);
+        for index in self.used() {
+            let open = &mut self.connections[index];
+            if open.as_ref().is_none_or(|c| c.is_closed()) {
+                *open = Some(connect(self.target.replicas[index].address).await?);
             }
         }
         Ok(())
@@ -231,7 +252,7 @@ impl RestClient {
     /// response) closes that connection; the next request to the replica opens a new one.
     pub async fn send(&mut self, method: Method, uri: Uri, user: usize, keep: Keep) -> Result<Reply, Outcome> {
         let index = self.turn % self.connections.len().max(1);
-        self.turn = self.turn.wrapping_add(1);
+        self.turn = self.turn.wrapping_add(self.step);
         let Self { target, connections, .. } = self;
         let (Some(replica), Some(open)) = (target.replicas.get(index), connections.get_mut(index)) else {
             return Err(Outcome::failed(0, "request: no API replica"));
@@ -413,5 +434,27 @@ mod tests {
         }
         // Each user alternates, the users starting on each in turn: 30 requests, 15 each.
         assert_eq!((on_a.load(Ordering::SeqCst), on_b.load(Ordering::SeqCst)), (15, 15));
+    }
+
+    #[tokio::test]
+    async fn per_connection_each_user_stays_on_the_replica_its_connection_was_handed() {
+        let (a, on_a) = counting_server().await;
+        let (b, on_b) = counting_server().await;
+        let users = vec!["user-000001".to_owned()];
+        let target = RestTarget::new(&[a, b], "", &RestAuth::MockHeader, &users, Duration::from_secs(5)).await.unwrap();
+        let target = Arc::new(target.balanced(Balance::PerConnection));
+        let uri = target.challenges().clone();
+        let mut counts = Vec::new();
+        for users in [1, 2, 3] {
+            let mut client = RestClient::new(target.clone());
+            client.connect().await.unwrap();
+            assert!(client.is_open(), "one connection is all a per-connection user needs");
+            for _ in 0..users * 4 {
+                client.send(Method::GET, uri.clone(), 0, Keep::Nothing).await.unwrap();
+            }
+            counts.push((on_a.load(Ordering::SeqCst), on_b.load(Ordering::SeqCst)));
+        }
+        // The first user's 4 requests on A, the second's 8 on B, the third's 12 on A.
+        assert_eq!(counts, vec![(4, 0), (4, 8), (16, 8)]);
     }
 }

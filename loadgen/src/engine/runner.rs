@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::definition::executor::Executor;
+use crate::definition::options::Balance;
 use crate::definition::plan::Segment;
 use crate::definition::plan::StreamPlan;
 use crate::engine::arrivals::{ArrivalSchedule, Counted, Dispatch, Take};
@@ -289,7 +290,8 @@ impl StreamRuntime {
 async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> TransactionResult {
     let vu = stream.next_vu.fetch_add(1, Ordering::Relaxed);
     let channels = &stream.workload.channels;
-    let grpc = (!channels.is_empty()).then(|| EventClients::new(&channels[vu % channels.len()], vu));
+    let grpc = (!channels.is_empty())
+        .then(|| EventClients::new(&channels[vu % channels.len()], vu, stream.workload.balance == Balance::PerRequest));
     let mut rest = stream.rest.clone().map(RestClient::new);
     if let Some(client) = rest.as_mut().filter(|_| vu < PRE_CONNECTED) {
         // A failure shows in the first request.
@@ -394,7 +396,8 @@ pub async fn run(
         [] => None,
         urls => Some(Arc::new(
             RestTarget::new(urls, &workload.base_path, &workload.auth, &workload.users, workload.request_timeout)
-                .await?,
+                .await?
+                .balanced(workload.balance),
         )),
     };
     let mut runtimes: Vec<Arc<StreamRuntime>> = Vec::new();

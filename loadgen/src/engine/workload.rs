@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::definition::options::Balance;
 pub use crate::engine::http::RestAuth;
 use crate::engine::http::{Keep, Reply, RestClient};
 use crate::engine::ledger::Ledger;
@@ -36,6 +37,8 @@ pub struct Workload {
     /// gRPC connection sets to the event handler, each with one channel to every replica (users
     /// pick a set by their index and send their calls to its channels in turn).
     pub channels: Vec<Vec<Channel>>,
+    /// How calls spread over the replicas (REST and gRPC alike).
+    pub balance: Balance,
     /// Timeout of one request or call.
     pub request_timeout: Duration,
     /// Where results go.

@@ -116,6 +116,7 @@ pub(super) async fn prepare(plan: &Plan, results: &ResultsDir) -> Result<Prepare
         auth,
         base_path: plan.base_path.clone(),
         channels,
+        balance: plan.balance,
         request_timeout: plan.request_timeout,
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(1_000_000),

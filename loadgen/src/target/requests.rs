@@ -74,18 +74,21 @@ impl Default for Event {
 }
 
 /// The event handler's two services, as one virtual user calls them: over one channel per
-/// replica, each call on the next (round-robin per call, as a client-side balancer).
+/// replica, each call on the next (round-robin per call, as a client-side balancer), or all on
+/// one (per connection).
 #[derive(Debug, Clone)]
 pub struct EventClients {
     replicas: Vec<(LoginClient<Channel>, StatClient<Channel>)>,
     turn: usize,
+    step: usize,
 }
 
 impl EventClients {
-    /// Clients on `channels` (one per replica), the first call on channel `start` (modulo).
-    pub fn new(channels: &[Channel], start: usize) -> Self {
+    /// Clients on `channels` (one per replica), the first call on channel `start` (modulo), each
+    /// next one on the next channel when `per_call`, else all on that one.
+    pub fn new(channels: &[Channel], start: usize, per_call: bool) -> Self {
         let replicas = channels.iter().map(|c| (LoginClient::new(c.clone()), StatClient::new(c.clone()))).collect();
-        Self { replicas, turn: start }
+        Self { replicas, turn: start, step: usize::from(per_call) }
     }
 
     /// `OnMessage` of the event's service.
@@ -94,7 +97,7 @@ impl EventClients {
         let Some((login, stat)) = self.replicas.get_mut(self.turn % count) else {
             return Err(tonic::Status::unavailable("no event handler channel"));
         };
-        self.turn = self.turn.wrapping_add(1);
+        self.turn = self.turn.wrapping_add(self.step);
         match event {
             Event::Login(event) => login.on_message(event).await.map(drop),
             Event::Stat(event) => stat.on_message(event).await.map(drop),

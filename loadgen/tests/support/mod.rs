@@ -149,6 +149,7 @@ pub fn workload(channels: Vec<Channel>) -> Arc<Workload> {
         auth: RestAuth::MockHeader,
         base_path: String::new(),
         channels: channels.into_iter().map(|c| vec![c]).collect(),
+        balance: loadgen::definition::options::Balance::default(),
         request_timeout: Duration::from_secs(10),
         recorder: Arc::new(Recorder::new()),
         probe_values: AtomicU64::new(0),
