@@ -182,13 +182,14 @@ pub struct Capacity {
 
 impl Capacity {
     /// The level a soak holds: `fraction` of the heaviest sustained level of the combined row
-    /// with the highest API rate (both streams substantial, as in scenario 3); `None` when no
-    /// combined row sustained any level.
+    /// with the highest API rate (both streams substantial, as in scenario 3), among the rows
+    /// measured against one replica of each service (a soak runs against one); `None` when no
+    /// such row sustained any level.
     pub fn soak_level(&self, fraction: f64) -> Option<Level> {
         let row = self
             .searches
             .iter()
-            .filter(|s| s.mode == SweepMode::Combined)
+            .filter(|s| s.mode == SweepMode::Combined && s.replicas.is_none_or(|r| r == Replicas::default()))
             .filter_map(|s| s.max_sustainable)
             .max_by(|a, b| a.rps.total_cmp(&b.rps))?;
         Some(Level { rps: (row.rps * fraction).round(), eps: (row.eps * fraction).round() })
@@ -583,6 +584,16 @@ mod tests {
         let soak = crate::definition::builtin::named("soak").unwrap();
         let rates: Vec<f64> = soak.streams.values().filter_map(|s| s.rate.map(|r| r.0)).collect();
         assert_eq!(rates, vec![level.rps, level.eps], "the built-in soak is that level (api, events)");
+        // Rows measured against more replicas do not count: the soak runs against one.
+        let mut scaled = reference.clone();
+        for search in &mut scaled.searches {
+            search.replicas = Some(Replicas { challenge_service: 3, event_handler: 3 });
+            search.max_sustainable = search.max_sustainable.map(|l| Level { rps: l.rps * 3.0, eps: l.eps * 3.0 });
+        }
+        let mut both = reference.clone();
+        both.searches.extend(scaled.searches.clone());
+        assert_eq!(both.soak_level(0.5), Some(level), "the one-replica rows decide");
+        assert_eq!(scaled.soak_level(0.5), None);
         let none = Capacity { searches: Vec::new(), ..reference };
         assert_eq!(none.soak_level(0.5), None);
     }
