@@ -106,6 +106,15 @@ impl PerStatStore {
         (entry.user_id.to_string(), self.code(entry).to_owned())
     }
 
+    /// Each entry with its row's state in `rows` (None: no row).
+    fn with_rows<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a Entry<StatDelta>>,
+        rows: &HashMap<StatKey, StatState>,
+    ) -> Vec<(&'a Entry<StatDelta>, Option<StatState>)> {
+        entries.into_iter().map(|entry| (entry, rows.get(&self.key(entry)).cloned())).collect()
+    }
+
     /// Locks the rows of `entries` that exist, in key order, and reads their state.
     async fn lock(
         &self,
@@ -123,22 +132,20 @@ impl PerStatStore {
         Ok(before)
     }
 
-    /// Writes `entries` on top of `before` with `sql` (the upsert, or the insert of new rows);
-    /// returns the keys the statement reported (the insert's) and each entry's states.
+    /// Writes each entry on top of its row's state with `sql` (the upsert, or the insert of new
+    /// rows); returns the keys the statement reported (the insert's) and each entry's states.
     async fn write<'a>(
         &self,
         tx: &mut sqlx::PgConnection,
         sql: &str,
-        entries: &[&'a Entry<StatDelta>],
-        before: &HashMap<StatKey, StatState>,
+        entries: Vec<(&'a Entry<StatDelta>, Option<StatState>)>,
     ) -> Result<(HashSet<StatKey>, Vec<Written<'a>>), StoreError> {
         if entries.is_empty() {
             return Ok((HashSet::new(), Vec::new()));
         }
         let mut stats = StatColumns::default();
         let mut written = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let old = before.get(&self.key(entry)).cloned();
+        for (entry, old) in entries {
             let new = StatState::after(old.as_ref(), &entry.update, entry.last_event_at);
             stats.user_id.push(&entry.user_id);
             stats.stat_code.push(self.code(entry));
@@ -150,7 +157,7 @@ impl PerStatStore {
             stats.last_day.push(new.last_day);
             stats.first_event_at.push(new.first_event_at);
             stats.updated_at.push(new.updated_at);
-            written.push((*entry, old, new));
+            written.push((entry, old, new));
         }
         let reported = sqlx::query(sql)
             .bind(stats.user_id)
@@ -284,21 +291,22 @@ impl ProgressStore for PerStatStore {
         let Some(mut tx) = batch::begin(&self.pool, batch_id).await? else { return Ok(Applied::AlreadyApplied) };
         let all: Vec<&Entry<StatDelta>> = batch.iter().collect();
         let before = self.lock(&mut tx, &all).await?;
-        let (known, mut new): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| before.contains_key(&self.key(e)));
-        let mut written = self.write(&mut tx, UPSERT_STATS_SQL, &known, &before).await?.1;
+        let (known, mut new): (Vec<_>, Vec<_>) =
+            self.with_rows(all, &before).into_iter().partition(|(_, old)| old.is_some());
+        let mut written = self.write(&mut tx, UPSERT_STATS_SQL, known).await?.1;
         // Keys with no row yet: inserted in key order, so two flushes inserting the same keys
         // wait on each other in one order. Another replica's flush may have inserted some since
         // the lock above (it found no row either); those are locked now and written on top of
         // what it committed, as if the row had been there all along.
-        new.sort_by_key(|e| self.key(e));
-        let (inserted, fresh) = self.write(&mut tx, INSERT_NEW_STATS_SQL, &new, &HashMap::new()).await?;
+        new.sort_by(|(a, _), (b, _)| (&*a.user_id, self.code(a)).cmp(&(&*b.user_id, self.code(b))));
+        let (inserted, fresh) = self.write(&mut tx, INSERT_NEW_STATS_SQL, new).await?;
         let (fresh, raced): (Vec<_>, Vec<_>) =
             fresh.into_iter().partition(|(entry, _, _)| inserted.contains(&self.key(entry)));
         written.extend(fresh);
         if !raced.is_empty() {
             let raced: Vec<&Entry<StatDelta>> = raced.into_iter().map(|(entry, _, _)| entry).collect();
             let now_there = self.lock(&mut tx, &raced).await?;
-            written.extend(self.write(&mut tx, UPSERT_STATS_SQL, &raced, &now_there).await?.1);
+            written.extend(self.write(&mut tx, UPSERT_STATS_SQL, self.with_rows(raced, &now_there)).await?.1);
         }
         let completed = self.completed(&written);
         if !completed.user_id.is_empty() {
