@@ -198,9 +198,8 @@ pub struct Reply {
 pub struct RestClient {
     target: Arc<RestTarget>,
     connections: Vec<Option<SendRequest<Empty<Bytes>>>>,
+    /// The replica of its next request (modulo their count); per connection, its only one.
     turn: usize,
-    /// How far the turn moves per request: 1 (per request), or 0 (per connection: one replica).
-    step: usize,
 }
 
 /// A copy of a client is a client of the same target with connections of its own (goose wants
@@ -215,8 +214,7 @@ impl RestClient {
     /// A client of `target`; it connects to each replica on its first request there.
     pub fn new(target: Arc<RestTarget>) -> Self {
         let turn = target.first_turn();
-        let step = usize::from(target.balance == Balance::PerRequest);
-        Self { connections: target.replicas.iter().map(|_| None).collect(), target, turn, step }
+        Self { connections: target.replicas.iter().map(|_| None).collect(), target, turn }
     }
 
     /// The target.
@@ -224,11 +222,17 @@ impl RestClient {
         &self.target
     }
 
+    /// The replica of its next request.
+    fn next_replica(&self) -> usize {
+        self.turn % self.connections.len().max(1)
+    }
+
     /// The replicas this client sends to: all, or (per connection) its one.
-    fn used(&self) -> impl Iterator<Item = usize> + use<> {
-        let count = self.connections.len();
-        let (first, used) = if self.step == 0 { (self.turn % count.max(1), 1) } else { (0, count) };
-        (first..first + used).map(move |i| i % count.max(1))
+    fn used(&self) -> std::ops::Range<usize> {
+        match self.target.balance {
+            Balance::PerRequest => 0..self.connections.len(),
+            Balance::PerConnection => self.next_replica()..self.next_replica() + 1,
+        }
     }
 
     /// True while its connections to the replicas it uses are open (a request can go at once).
@@ -251,8 +255,10 @@ impl RestClient {
     /// within the target's deadline. A failure (status 0, as k6 tags a request without a
     /// response) closes that connection; the next request to the replica opens a new one.
     pub async fn send(&mut self, method: Method, uri: Uri, user: usize, keep: Keep) -> Result<Reply, Outcome> {
-        let index = self.turn % self.connections.len().max(1);
-        self.turn = self.turn.wrapping_add(self.step);
+        let index = self.next_replica();
+        if self.target.balance == Balance::PerRequest {
+            self.turn = self.turn.wrapping_add(1);
+        }
         let Self { target, connections, .. } = self;
         let (Some(replica), Some(open)) = (target.replicas.get(index), connections.get_mut(index)) else {
             return Err(Outcome::failed(0, "request: no API replica"));
