@@ -287,11 +287,20 @@ impl StreamRuntime {
     }
 }
 
+/// Which of `sets` gRPC connection sets user `vu` takes, and which replica's channel in it comes
+/// first (per connection: its only one). Consecutive users take the sets in turn and, once
+/// round, the next replica, so users cover every channel of every set.
+fn event_channels_of(vu: usize, sets: usize) -> (usize, usize) {
+    (vu % sets, vu / sets)
+}
+
 async fn on_start(stream: Arc<StreamRuntime>, user: &mut GooseUser) -> TransactionResult {
     let vu = stream.next_vu.fetch_add(1, Ordering::Relaxed);
     let channels = &stream.workload.channels;
-    let grpc = (!channels.is_empty())
-        .then(|| EventClients::new(&channels[vu % channels.len()], vu, stream.workload.balance == Balance::PerRequest));
+    let grpc = (!channels.is_empty()).then(|| {
+        let (set, start) = event_channels_of(vu, channels.len());
+        EventClients::new(&channels[set], start, stream.workload.balance == Balance::PerRequest)
+    });
     let mut rest = stream.rest.clone().map(RestClient::new);
     if let Some(client) = rest.as_mut().filter(|_| vu < PRE_CONNECTED) {
         // A failure shows in the first request.
@@ -488,4 +497,21 @@ fn goose_configuration(options: &EngineOptions, users: usize, until_end: Duratio
     config.quiet = 1;
     config.timeout = Some("60".into());
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_connection_users_take_every_channel_of_every_set_in_turn() {
+        // Two connection sets to two replicas: the first four users take the four channels.
+        for (sets, replicas) in [(2, 2), (3, 2), (2, 3), (1, 2), (4, 2)] {
+            let taken: std::collections::BTreeSet<(usize, usize)> = (0..sets * replicas)
+                .map(|vu| event_channels_of(vu, sets))
+                .map(|(set, start)| (set, start % replicas))
+                .collect();
+            assert_eq!(taken.len(), sets * replicas, "{sets} sets × {replicas} replicas: {taken:?}");
+        }
+    }
 }
