@@ -253,7 +253,7 @@ impl SweepArgs {
 }
 
 /// The replicas a search of `mode` runs against at `count`: of the service it loads.
-fn replicas_for(mode: SweepMode, count: u32) -> Replicas {
+fn replicas_at(mode: SweepMode, count: u32) -> Replicas {
     match mode {
         SweepMode::Api => Replicas { challenge_service: count, event_handler: 1 },
         SweepMode::Events => Replicas { challenge_service: 1, event_handler: count },
@@ -299,7 +299,7 @@ pub async fn run(args: SweepArgs, out: &Path, live: &Live) -> Result<Capacity, S
     let mut progress = Progress { done: 0, planned, started: Instant::now(), live: live.clone(), levels: Vec::new() };
     for (count, mode, scenario, ladder) in ladders {
         let api_rps = (mode == SweepMode::Combined).then(|| ladder.first().map_or(0.0, |l| l.rps));
-        let replicas = count.map(|n| replicas_for(mode, n));
+        let replicas = count.map(|n| replicas_at(mode, n));
         // A matrix row whose lightest level broke: every heavier API row will break too.
         let previous_row_hopeless = capacity.searches.last().is_some_and(|s| {
             s.mode == SweepMode::Combined
@@ -604,9 +604,9 @@ mod tests {
             Cli::parse_from(["sweep", "--mode", "api", "--api-levels", "100,200", "--replica-counts", "3,1,2"]).sweep;
         args.validate().unwrap();
         assert_eq!(args.replica_steps(), vec![Some(1), Some(2), Some(3)]);
-        assert_eq!(replicas_for(SweepMode::Api, 3), Replicas { challenge_service: 3, event_handler: 1 });
-        assert_eq!(replicas_for(SweepMode::Events, 2), Replicas { challenge_service: 1, event_handler: 2 });
-        assert_eq!(replicas_for(SweepMode::Combined, 2), Replicas { challenge_service: 2, event_handler: 2 });
+        assert_eq!(replicas_at(SweepMode::Api, 3), Replicas { challenge_service: 3, event_handler: 1 });
+        assert_eq!(replicas_at(SweepMode::Events, 2), Replicas { challenge_service: 1, event_handler: 2 });
+        assert_eq!(replicas_at(SweepMode::Combined, 2), Replicas { challenge_service: 2, event_handler: 2 });
         let refused = |extra: &[&str]| {
             let args = Cli::parse_from([&["sweep", "--replica-counts", "1,2"], extra].concat()).sweep;
             args.validate().unwrap_err().to_string()

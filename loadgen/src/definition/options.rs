@@ -209,15 +209,6 @@ impl Replicas {
         Ok(replicas)
     }
 
-    /// The replicas of `service` (1 for any other service).
-    pub fn of(&self, service: &str) -> u32 {
-        match service {
-            "challenge-service" => self.challenge_service,
-            "event-handler" => self.event_handler,
-            _ => 1,
-        }
-    }
-
     /// True when some service runs more than once.
     pub fn any(&self) -> bool {
         self.challenge_service > 1 || self.event_handler > 1

@@ -128,7 +128,6 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
         rows,
     );
     doc.push(Block::Code(arithmetic.join("\n")));
-    let replicas = replica_count;
     doc.verdict(format!(
         "one instance of each service sustained **{}**{}: plan for **{:.0} rps** and **{:.0} eps** per instance{}.",
         good.level_label(),
@@ -137,8 +136,8 @@ pub fn capacity(runs: &[RunData], limits: &Limits, model: &CapacityModel) -> Doc
         plan_eps,
         largest.map_or(String::new(), |(dau, api, events)| format!(
             "; the largest tier ({dau:.0} daily active users) needs {} API and {} event handler replicas",
-            replicas(api),
-            replicas(events)
+            replica_count(api),
+            replica_count(events)
         ))
     ));
     doc.h2("Vertical or horizontal scaling");
